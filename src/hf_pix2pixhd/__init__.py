@@ -1,0 +1,27 @@
+"""hf-pix2pixhd: pix2pix and pix2pixHD conditional GANs, the Hugging Face way."""
+
+from .models import (
+    FeatureEncoder,
+    GlobalGenerator,
+    LocalEnhancerGenerator,
+    MultiScaleDiscriminator,
+    PatchGANDiscriminator,
+    ResnetGenerator,
+    UNetGenerator,
+    VGGFeatures,
+    instance_average_pool,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FeatureEncoder",
+    "GlobalGenerator",
+    "LocalEnhancerGenerator",
+    "MultiScaleDiscriminator",
+    "PatchGANDiscriminator",
+    "ResnetGenerator",
+    "UNetGenerator",
+    "VGGFeatures",
+    "instance_average_pool",
+]

@@ -1,0 +1,114 @@
+"""pix2pixHD feature encoder ``E`` with instance-wise average pooling."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from .layers import NormType, check_input_channels, init_weights_normal, resnet_trunk_layers
+
+# Above this many possible ids per image, compact the ids with a sort (torch.unique) instead of
+# indexing a dense table of sums; dense is faster for ordinary maps such as Cityscapes' (< 34000).
+_DENSE_ID_LIMIT = 1 << 20
+
+
+def instance_segment_ids(instance_map: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Map every pixel to a segment index unique per (image, instance id).
+
+    Args:
+        instance_map: ``(N, 1, H, W)`` or ``(N, H, W)`` holding whole-number instance ids (any
+            numeric dtype; the official code passes floats).
+
+    Returns:
+        ``(N*H*W,)`` int64 segment index and the number of segments (an upper bound when
+        dense: unused segments are simply empty).
+    """
+    if instance_map.ndim == 4:
+        if instance_map.shape[1] != 1:
+            raise ValueError(
+                f"instance_map must have one channel, got shape {tuple(instance_map.shape)}."
+            )
+        instance_map = instance_map[:, 0]
+    if instance_map.ndim != 3:
+        raise ValueError(
+            f"instance_map must be (N, 1, H, W) or (N, H, W), got {tuple(instance_map.shape)}."
+        )
+    ids = instance_map.long() if instance_map.is_floating_point() else instance_map.to(torch.long)
+    batch = ids.shape[0]
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span * batch <= _DENSE_ID_LIMIT:
+        offsets = torch.arange(batch, device=ids.device).view(batch, 1, 1) * span
+        return (ids - low + offsets).reshape(-1), span * batch
+    keys = ids - low + torch.arange(batch, device=ids.device).view(batch, 1, 1) * span
+    unique, inverse = torch.unique(keys.reshape(-1), return_inverse=True)
+    return inverse, unique.numel()
+
+
+def instance_average_pool(features: torch.Tensor, instance_map: torch.Tensor) -> torch.Tensor:
+    """Replace every pixel's feature by the mean over its instance, per image and channel.
+
+    Vectorised with segment sums (``index_add_``): no loop over instances. Differentiable with
+    respect to ``features``.
+
+    Args:
+        features: ``(N, C, H, W)``.
+        instance_map: ``(N, 1, H, W)`` or ``(N, H, W)`` whole-number ids, same N, H, W.
+
+    Returns:
+        ``(N, C, H, W)``, constant inside each instance.
+    """
+    n, c, h, w = features.shape
+    if instance_map.shape[0] != n or tuple(instance_map.shape[-2:]) != (h, w):
+        raise ValueError(
+            f"instance_map {tuple(instance_map.shape)} does not match features "
+            f"{tuple(features.shape)}: batch size and H x W must agree."
+        )
+    segments, count = instance_segment_ids(instance_map)
+    # Channels last in the flat view so that one index_add_ sums all channels at once.
+    flat = features.permute(0, 2, 3, 1).reshape(-1, c)
+    accumulate = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+    sums = accumulate.new_zeros(count, c).index_add_(0, segments, accumulate)
+    sizes = torch.bincount(segments, minlength=count).clamp_(min=1).to(sums.dtype)
+    means = (sums / sizes.unsqueeze(1)).to(features.dtype)
+    return means.index_select(0, segments).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class FeatureEncoder(ModelMixin, ConfigMixin):
+    """pix2pixHD feature encoder: a conv encoder-decoder (no ResNet blocks) + instance pooling.
+
+    Input: ``image`` ``(N, in_channels, H, W)`` in ``[-1, 1]`` and ``instance_map``
+    ``(N, 1, H, W)`` whole-number ids; H, W multiples of ``2**n_downsampling``.
+    Output: ``(N, out_channels, H, W)`` in ``[-1, 1]``, constant within each instance.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 16,
+        n_downsampling: int = 4,
+        norm: NormType = "instance",
+    ) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            *resnet_trunk_layers(
+                in_channels, out_channels, ngf, n_downsampling, 0, norm, use_bias=True
+            )
+        )
+        init_weights_normal(self)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2**self.config.n_downsampling
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Per-pixel features before pooling, ``(N, out_channels, H, W)``."""
+        check_input_channels(image, self.config.in_channels, type(self).__name__)
+        return self.model(image)
+
+    def forward(self, image: torch.Tensor, instance_map: torch.Tensor) -> torch.Tensor:
+        return instance_average_pool(self.encode(image), instance_map)

@@ -1,0 +1,165 @@
+"""Building blocks shared by the networks: norm layers, ResNet blocks, the ResNet trunk, init.
+
+The layer order inside each ``nn.Sequential`` follows the official implementations exactly, so
+that official state_dict keys (``model.1.weight``, ``model.10.conv_block.5.weight``, ...) load
+into our modules unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+NormType = Literal["batch", "instance", "none"]
+NORM_TYPES: tuple[str, ...] = ("batch", "instance", "none")
+
+
+def check_norm(norm: str) -> None:
+    """Raise a clear error for an unknown norm name."""
+    if norm not in NORM_TYPES:
+        raise ValueError(f"Unknown norm {norm!r}: choose one of {', '.join(NORM_TYPES)}.")
+
+
+def make_norm(norm: NormType, channels: int) -> nn.Module:
+    """The norm layer both official codes use.
+
+    BatchNorm is affine with running statistics; InstanceNorm has neither (``affine=False``), so
+    it adds no keys to a state_dict. ``"none"`` is an ``Identity`` that still takes a slot in the
+    ``Sequential``, as in the official code, so layer indices do not shift.
+    """
+    check_norm(norm)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return nn.Identity()
+
+
+class ResnetBlock(nn.Module):
+    """Residual block ``x + conv_block(x)``: pad-conv3-norm-ReLU[-dropout]-pad-conv3-norm.
+
+    Keys match both official ``ResnetBlock`` classes (``conv_block.1`` and ``conv_block.5``, or
+    ``conv_block.6`` with dropout).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        norm: NormType,
+        use_bias: bool,
+        use_dropout: bool = False,
+        padding_type: Literal["reflect", "replicate", "zero"] = "reflect",
+    ) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            *self._conv(dim, norm, use_bias, padding_type),
+            nn.ReLU(True),
+            *([nn.Dropout(0.5)] if use_dropout else []),
+            *self._conv(dim, norm, use_bias, padding_type),
+        )
+
+    @staticmethod
+    def _conv(dim: int, norm: NormType, use_bias: bool, padding_type: str) -> list[nn.Module]:
+        if padding_type == "reflect":
+            return [
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(dim, dim, 3, bias=use_bias),
+                make_norm(norm, dim),
+            ]
+        if padding_type == "replicate":
+            return [
+                nn.ReplicationPad2d(1),
+                nn.Conv2d(dim, dim, 3, bias=use_bias),
+                make_norm(norm, dim),
+            ]
+        if padding_type == "zero":
+            return [nn.Conv2d(dim, dim, 3, padding=1, bias=use_bias), make_norm(norm, dim)]
+        raise ValueError(f"Unknown padding_type {padding_type!r}: use reflect, replicate or zero.")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+def resnet_trunk_layers(
+    in_channels: int,
+    out_channels: int,
+    ngf: int,
+    n_downsampling: int,
+    n_blocks: int,
+    norm: NormType,
+    use_bias: bool,
+    use_dropout: bool = False,
+    padding_type: Literal["reflect", "replicate", "zero"] = "reflect",
+) -> list[nn.Module]:
+    """The encoder-ResNet-decoder stack of the pix2pix ResNet G and the pix2pixHD global G.
+
+    ReflectionPad3 + Conv7 (ngf), ``n_downsampling`` x (Conv3 stride 2, channels x2),
+    ``n_blocks`` ResNet blocks, ``n_downsampling`` x (ConvTranspose3 stride 2, output_padding 1),
+    ReflectionPad3 + Conv7 + Tanh. The last conv always has a bias, as in both official codes.
+    With ``n_blocks=0`` this is also the pix2pixHD feature encoder's body.
+    """
+    check_norm(norm)
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(in_channels, ngf, kernel_size=7, bias=use_bias),
+        make_norm(norm, ngf),
+        nn.ReLU(True),
+    ]
+    for i in range(n_downsampling):
+        channels = ngf * 2**i
+        layers += [
+            nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1, bias=use_bias),
+            make_norm(norm, channels * 2),
+            nn.ReLU(True),
+        ]
+    width = ngf * 2**n_downsampling
+    layers += [
+        ResnetBlock(width, norm, use_bias, use_dropout, padding_type) for _ in range(n_blocks)
+    ]
+    for i in range(n_downsampling):
+        channels = ngf * 2 ** (n_downsampling - i)
+        layers += [
+            nn.ConvTranspose2d(
+                channels,
+                channels // 2,
+                3,
+                stride=2,
+                padding=1,
+                output_padding=1,
+                bias=use_bias,
+            ),
+            make_norm(norm, channels // 2),
+            nn.ReLU(True),
+        ]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7), nn.Tanh()]
+    return layers
+
+
+@torch.no_grad()
+def init_weights_normal(module: nn.Module, std: float = 0.02) -> None:
+    """Paper init: conv weights N(0, std), conv bias 0; BatchNorm weight N(1, std), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def check_input_channels(x: torch.Tensor, expected: int, name: str) -> None:
+    """Raise a clear error when an NCHW input has the wrong shape or channel count."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name} expects an NCHW tensor, got shape {tuple(x.shape)}; add a batch dimension "
+            "with x.unsqueeze(0) for a single image."
+        )
+    if x.shape[1] != expected:
+        raise ValueError(
+            f"{name} was built for {expected} input channels but got {x.shape[1]} "
+            f"(input shape {tuple(x.shape)}). Check the label count / instance map / feature "
+            "channels you feed it, or build the model with the matching in_channels."
+        )

@@ -1,0 +1,166 @@
+"""pix2pix generators (Isola et al. 2017): the U-Net and the ResNet generator.
+
+Both keep the module layout of junyanz/pytorch-CycleGAN-and-pix2pix, so an official
+``latest_net_G.pth`` loads with ``load_state_dict`` as is.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from .layers import (
+    NormType,
+    check_input_channels,
+    check_norm,
+    init_weights_normal,
+    make_norm,
+    resnet_trunk_layers,
+)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One U-Net level: down (Conv4 s2), the inner levels, up (ConvTranspose4 s2), skip concat."""
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: NormType = "batch",
+        use_dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        self.outermost = outermost
+        # The official code turns the conv bias on only with InstanceNorm.
+        use_bias = norm == "instance"
+        input_nc = outer_nc if input_nc is None else input_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, 4, stride=2, padding=1, bias=use_bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        uprelu = nn.ReLU(True)
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1)
+            layers = [downconv, submodule, uprelu, upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=use_bias)
+            layers = [downrelu, downconv, uprelu, upconv, make_norm(norm, outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(
+                inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=use_bias
+            )
+            layers = [downrelu, downconv, make_norm(norm, inner_nc), submodule]
+            layers += [uprelu, upconv, make_norm(norm, outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UNetGenerator(ModelMixin, ConfigMixin):
+    """pix2pix U-Net generator.
+
+    Args:
+        in_channels: input channels (3 for an RGB label/sketch image).
+        out_channels: output channels (3 for RGB).
+        num_downs: number of stride-2 downsamplings; 8 is ``unet_256``, 7 is ``unet_128``.
+            Input height and width must be multiples of ``2**num_downs`` (the pipeline pads).
+        ngf: filters in the outermost layer; inner layers use up to ``8 * ngf``.
+        norm: ``"batch"`` (paper), ``"instance"`` or ``"none"``.
+        use_dropout: dropout 0.5 in the ``num_downs - 5`` innermost ``8 * ngf`` levels (paper).
+
+    Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``. Output: ``(N, out_channels, H, W)`` in
+    ``[-1, 1]`` (Tanh).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: NormType = "batch",
+        use_dropout: bool = True,
+    ) -> None:
+        super().__init__()
+        check_norm(norm)
+        if num_downs < 5:
+            raise ValueError(
+                f"num_downs must be at least 5 (the U-Net has 5 fixed levels), got {num_downs}."
+            )
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(
+                ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout
+            )
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(
+            out_channels, ngf, input_nc=in_channels, submodule=block, outermost=True, norm=norm
+        )
+        init_weights_normal(self)
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this."""
+        return 2**self.config.num_downs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_channels(x, self.config.in_channels, type(self).__name__)
+        return self.model(x)
+
+
+class ResnetGenerator(ModelMixin, ConfigMixin):
+    """pix2pix / CycleGAN ResNet generator (``resnet_9blocks`` / ``resnet_6blocks``).
+
+    Two stride-2 downsamplings, ``n_blocks`` ResNet blocks at 1/4 resolution, two upsamplings.
+    Conv biases are on only with InstanceNorm, as in the official code.
+
+    Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``, H and W multiples of 4.
+    Output: ``(N, out_channels, H, W)`` in ``[-1, 1]``.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        norm: NormType = "batch",
+        use_dropout: bool = False,
+        padding_type: str = "reflect",
+    ) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            *resnet_trunk_layers(
+                in_channels,
+                out_channels,
+                ngf,
+                n_downsampling=2,
+                n_blocks=n_blocks,
+                norm=norm,
+                use_bias=norm == "instance",
+                use_dropout=use_dropout,
+                padding_type=padding_type,
+            )
+        )
+        init_weights_normal(self)
+
+    @property
+    def size_multiple(self) -> int:
+        return 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_channels(x, self.config.in_channels, type(self).__name__)
+        return self.model(x)
