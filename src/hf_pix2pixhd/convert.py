@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,7 +72,18 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "any of it (torch.load weights_only=True). Only plain state_dicts are supported: "
             "re-save it with torch.save(model.state_dict(), path) from code you trust."
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    # A damaged file fails deep inside the unpickler with whatever exception the cut produces.
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        KeyError,
+        IndexError,
+        ValueError,
+        UnicodeDecodeError,
+        struct.error,
+    ) as error:
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}). "
             "Is the file truncated or of another format?"

@@ -17,6 +17,7 @@ from .layers import (
     NormType,
     ResnetBlock,
     check_input_channels,
+    check_spatial_multiple,
     init_weights_normal,
     make_norm,
     resnet_trunk_layers,
@@ -186,6 +187,7 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
+        check_spatial_multiple(x, self.size_multiple, type(self).__name__)
         pyramid = [x]
         for _ in range(self.config.n_local_enhancers):
             pyramid.append(self.downsample(pyramid[-1]))

@@ -163,3 +163,13 @@ def check_input_channels(x: torch.Tensor, expected: int, name: str) -> None:
             f"(input shape {tuple(x.shape)}). Check the label count / instance map / feature "
             "channels you feed it, or build the model with the matching in_channels."
         )
+
+
+def check_spatial_multiple(x: torch.Tensor, multiple: int, name: str) -> None:
+    """Raise a clear error when H or W is not a multiple the network needs."""
+    height, width = x.shape[-2:]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"{name} needs height and width to be multiples of {multiple}, got {height}x{width}. "
+            "Pad or resize the input (Pix2PixHDPipeline does this for you)."
+        )

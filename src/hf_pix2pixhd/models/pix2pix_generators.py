@@ -15,6 +15,7 @@ from .layers import (
     NormType,
     check_input_channels,
     check_norm,
+    check_spatial_multiple,
     init_weights_normal,
     make_norm,
     resnet_trunk_layers,
@@ -117,6 +118,7 @@ class UNetGenerator(ModelMixin, ConfigMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
+        check_spatial_multiple(x, self.size_multiple, type(self).__name__)
         return self.model(x)
 
 
