@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import hf_pix2pixhd
 from hf_pix2pixhd import GlobalGenerator, MultiScaleDiscriminator, UNetGenerator
+from hf_pix2pixhd.cli import main as cli_main
 from hf_pix2pixhd.convert import (
     CheckpointError,
     convert_official_checkpoint,
@@ -73,7 +74,7 @@ def test_cli_convert_to_a_pipeline(shared_dir, tmp_path):
     from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
 
     checkpoint = shared_dir / "fixtures" / "official" / "pix2pixhd_global.pth"
-    code = hf_pix2pixhd.cli.main(
+    code = cli_main(
         ["convert", str(checkpoint), "--out", str(tmp_path / "pipe"), "--pipeline",
          "--input-kind", "labels", "--label-nc", "35", "--instance-map"]
     )  # fmt: skip
@@ -135,6 +136,7 @@ class _Payload:
         return (os.system, (f"touch {os.environ['PWNED_MARKER']}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     monkeypatch.setenv("PWNED_MARKER", str(marker))
