@@ -8,7 +8,10 @@ the pix2pixHD global G (36 input channels, ngf 64, 4 downsamplings, 9 blocks) at
 
 - ``fp32``: eager fp32, contiguous (the baseline).
 - ``bf16-autocast+CL``: fp32 weights, channels_last, ``torch.autocast(cpu, bfloat16)``.
-- ``bf16-weights+CL``: the model cast to bfloat16, channels_last (what a bf16 checkpoint gives).
+- ``bf16-weights+CL``: the model cast to bfloat16, channels_last (what a bf16 checkpoint gives;
+  ``Pix2PixHDPipeline.enable_fast_cpu_inference()``).
+- ``bf16+CL+compile``: the same plus ``torch.compile`` with weight freezing
+  (``enable_fast_cpu_inference(compile=True)``); its one-time compile time is printed apart.
 
 The speed-up is against fp32 at the same size. The output error of each fast mode against fp32
 is reported (max and mean absolute, outputs in [-1, 1]); the tolerance we hold the fast mode to
@@ -30,12 +33,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hf_pix2pixhd import GlobalGenerator, UNetGenerator, instance_average_pool
+from hf_pix2pixhd.pipeline import compile_for_inference
 
-MODES = ("fp32", "bf16-autocast+CL", "bf16-weights+CL")
+MODES = ("fp32", "bf16-autocast+CL", "bf16-weights+CL", "bf16+CL+compile")
 
 
 def timed(
-    fn: Callable[[], torch.Tensor], repeats: int, warmup: int = 1
+    fn: Callable[[], torch.Tensor], repeats: int, warmup: int = 2
 ) -> tuple[float, torch.Tensor]:
     """Median seconds over ``repeats`` runs after ``warmup`` runs, and the last output."""
     for _ in range(warmup):
@@ -56,8 +60,11 @@ def prepare(model: torch.nn.Module, mode: str) -> tuple[torch.nn.Module, Callabl
     fast = type(model).from_config(model.config).eval()
     fast.load_state_dict(model.state_dict())
     fast = fast.to(memory_format=torch.channels_last)
-    if mode == "bf16-weights+CL":
+    if mode in ("bf16-weights+CL", "bf16+CL+compile"):
         fast = fast.to(torch.bfloat16)
+        if mode == "bf16+CL+compile":
+            run = compile_for_inference(fast)
+            return fast, lambda x: run(x.to(torch.bfloat16, memory_format=torch.channels_last))
         return fast, lambda x: fast(x.to(torch.bfloat16, memory_format=torch.channels_last))
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -80,11 +87,15 @@ def bench_generators(quick: bool) -> list[dict]:
         if channels == 36:  # a one-hot label map (+1 boundary channel), as in real use
             ids = torch.randint(0, 35, (1, height, width))
             x = torch.zeros(1, 36, height, width).scatter_(1, ids.unsqueeze(1), 1.0)
-        repeats = 3 if height * width >= 512 * 1024 else 5
+        repeats = 3 if height * width >= 512 * 1024 else 10
         baseline, reference = None, None
         for mode in MODES:
             _, run = prepare(model, mode)
             with torch.inference_mode():
+                if mode == "bf16+CL+compile":
+                    start = time.perf_counter()
+                    run(x)
+                    print(f"  compile: {time.perf_counter() - start:.1f} s", flush=True)
                 seconds, out = timed(lambda run=run, x=x: run(x), repeats)
             out = out.float()
             if mode == "fp32":

@@ -125,6 +125,32 @@ def test_fast_cpu_mode_stays_close_to_fp32(label_pipe):
     assert error.max() > 0  # bf16 really ran
 
 
+# The tolerance we state for the fast CPU modes against fp32, on the [-1, 1] output scale:
+FAST_MAX_ABS, FAST_MEAN_ABS = 0.2, 0.02
+
+
+def test_full_size_global_generator_fast_mode_within_tolerance():
+    """The paper-size pix2pixHD G1 (36 inputs, ngf 64, 4 down, 9 blocks) in bf16 + channels_last."""
+    torch.manual_seed(0)
+    pipe = Pix2PixHDPipeline(GlobalGenerator(in_channels=35), input_kind="labels", label_nc=35)
+    ids = np.random.default_rng(0).integers(0, 35, (4, 8)).repeat(32, 0).repeat(32, 1)
+    fp32 = pipe(ids, output_type="pt").images * 2 - 1
+    fast = pipe.enable_fast_cpu_inference()(ids, output_type="pt").images * 2 - 1
+    assert pipe.translator.dtype == torch.bfloat16
+    error = (fp32 - fast).abs()
+    assert 0 < error.max() <= FAST_MAX_ABS and error.mean() <= FAST_MEAN_ABS
+
+
+def test_compiled_fast_mode_agrees_with_eager(rgb_pipe):
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    fp32 = rgb_pipe(image, output_type="pt").images * 2 - 1
+    eager = rgb_pipe.enable_fast_cpu_inference()(image, output_type="pt").images * 2 - 1
+    compiled = rgb_pipe.enable_fast_cpu_inference(compile=True)(image, output_type="pt").images
+    compiled = compiled * 2 - 1
+    assert (eager - compiled).abs().max() <= FAST_MAX_ABS / 4
+    assert (fp32 - compiled).abs().mean() <= FAST_MEAN_ABS
+
+
 def test_instance_map_changes_boundaries(label_pipe):
     ids = np.zeros((32, 32), dtype=np.int64)
     instances = np.zeros((32, 32), dtype=np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NormType = Literal["batch", "instance", "none"]
@@ -20,6 +21,28 @@ def check_norm(norm: str) -> None:
     """Raise a clear error for an unknown norm name."""
     if norm not in NORM_TYPES:
         raise ValueError(f"Unknown norm {norm!r}: choose one of {', '.join(NORM_TYPES)}.")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (no affine, no running statistics) that stays fast on channels_last.
+
+    PyTorch computes instance norm as a reshaped batch norm, which copies a channels_last input
+    to contiguous and back: a third of the bf16 inference time of the pix2pixHD global G.
+    ``group_norm`` with one group per channel is the same function and has a native
+    channels_last CPU kernel, but that kernel is slow when ``H * W < C`` (the small, wide ResNet
+    stage), where the copies are cheap anyway. Contiguous inputs take the stock path, so fp32
+    results stay identical to the official code's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.dim() == 4
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and x.shape[-2] * x.shape[-1] >= x.shape[1]
+        ):
+            return F.group_norm(x, x.shape[1], eps=self.eps)
+        return super().forward(x)
 
 
 def make_norm(norm: NormType, channels: int) -> nn.Module:
@@ -33,7 +56,7 @@ def make_norm(norm: NormType, channels: int) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
     if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     return nn.Identity()
 
 
