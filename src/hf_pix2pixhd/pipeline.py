@@ -277,7 +277,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             if autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        mode = _paper_test_mode(self.translator) if paper_test_mode else _eval_mode(self.translator)
+        test_mode = pix2pix_test_mode if paper_test_mode else eval_mode
+        mode = test_mode(self.translator)
         outputs = []
         with mode, autocast:
             # Inputs of one size go through as one batch.
@@ -325,17 +326,22 @@ def _format_outputs(outputs: list[torch.Tensor], output_type: str):
 
 
 @contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
+def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """Eval mode for ``modules`` (``None`` entries are skipped) inside the block; their modes
+    are restored after."""
+    present = [m for m in modules if m is not None]
+    modes = [m.training for m in present]
+    for module in present:
+        module.eval()
     try:
         yield
     finally:
-        module.train(was_training)
+        for module, mode in zip(present, modes, strict=True):
+            module.train(mode)
 
 
 @contextlib.contextmanager
-def _paper_test_mode(module: nn.Module) -> Iterator[None]:
+def pix2pix_test_mode(module: nn.Module) -> Iterator[None]:
     """Dropout on and BatchNorm on batch statistics, without touching the running statistics."""
     was_training = module.training
     module.eval()

@@ -1,0 +1,107 @@
+"""Building the networks of a recipe, and turning a data batch into their inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import ModelMixin
+
+from ..labels import assemble_generator_input
+from ..models import (
+    FeatureEncoder,
+    GlobalGenerator,
+    LocalEnhancerGenerator,
+    MultiScaleDiscriminator,
+    PatchGANDiscriminator,
+    ResnetGenerator,
+    UNetGenerator,
+)
+from .config import TrainConfig
+
+
+@dataclass
+class Networks:
+    generator: ModelMixin
+    discriminator: ModelMixin
+    encoder: FeatureEncoder | None
+
+
+def condition_channels(config: TrainConfig) -> int:
+    """Channels of the conditioning input (what D sees beside the image)."""
+    data = config.data
+    if data.input_kind != "labels":
+        return 3
+    return data.label_nc + int(data.use_instance_map)
+
+
+def build_networks(config: TrainConfig) -> Networks:
+    """G, D and (optionally) E for ``config``, initialised as in the papers."""
+    m = config.model
+    condition_nc = condition_channels(config)
+    g_in = condition_nc + (m.feature_nc if m.use_encoder else 0)
+    if m.generator == "unet":
+        generator = UNetGenerator(g_in, 3, m.num_downs, m.ngf, m.norm_g, m.use_dropout)
+    elif m.generator == "resnet":
+        generator = ResnetGenerator(g_in, 3, m.ngf, m.n_blocks, m.norm_g, m.use_dropout)
+    elif m.generator == "global":
+        generator = GlobalGenerator(g_in, 3, m.ngf, m.n_downsampling, m.n_blocks, m.norm_g)
+    else:
+        generator = LocalEnhancerGenerator(
+            g_in, 3, m.ngf, m.n_downsampling, m.n_blocks, m.n_local_enhancers, m.n_blocks_local,
+            m.norm_g,
+        )  # fmt: skip
+        if m.load_global:
+            generator.load_global_generator(_load_generator(m.load_global))
+    if m.discriminator == "patchgan":
+        discriminator = PatchGANDiscriminator(condition_nc + 3, m.ndf, m.n_layers_d, m.norm_d)
+    else:
+        discriminator = MultiScaleDiscriminator(
+            condition_nc + 3, m.ndf, m.n_layers_d, m.norm_d, num_d=m.num_d,
+            return_features=config.model.recipe == "pix2pixhd",
+        )  # fmt: skip
+    encoder = None
+    if m.use_encoder:
+        encoder = FeatureEncoder(3, m.feature_nc, m.nef, m.n_downsampling_e, m.norm_g)
+    return Networks(generator, discriminator, encoder)
+
+
+def _load_generator(path: str) -> GlobalGenerator:
+    """A trained global G from a model dir or a pipeline dir (``translator/``)."""
+    folder = Path(path)
+    if (folder / "translator").is_dir():
+        folder = folder / "translator"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.load_global={path} holds no config.json (nor translator/config.json): pass "
+            "the exported pipeline or model folder of a trained global generator."
+        )
+    return GlobalGenerator.from_pretrained(folder)
+
+
+@dataclass
+class PreparedBatch:
+    """Network inputs for one batch: G's input (without encoder features), D's condition,
+    the real image, and the instance map the encoder pools over."""
+
+    generator_input: torch.Tensor
+    condition: torch.Tensor
+    real: torch.Tensor
+    instances: torch.Tensor | None
+
+
+def prepare_batch(batch: dict, config: TrainConfig) -> PreparedBatch:
+    """Turn a collated data batch into network inputs (one-hot, instance boundaries)."""
+    data = config.data
+    real = batch["target"]
+    if data.input_kind != "labels":
+        return PreparedBatch(batch["input"], batch["input"], real, None)
+    labels = batch["label"]
+    instances = batch.get("instance") if data.use_instance_map else None
+    if config.model.use_encoder and instances is None:
+        instances = batch.get("instance", labels)
+    condition = assemble_generator_input(
+        labels, data.label_nc, batch.get("instance") if data.use_instance_map else None
+    ).to(real.device)
+    return PreparedBatch(condition, condition, real, instances)

@@ -1,0 +1,97 @@
+"""The recipes' objectives: pix2pix (cGAN + lambda * L1) and pix2pixHD (GAN + FM + VGG)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss
+from ..models import VGGFeatures
+from .config import TrainConfig
+
+Discriminate = Callable[[torch.Tensor], object]
+
+
+class Objective(nn.Module):
+    """Generator and discriminator losses for one batch.
+
+    Both are computed against the same D parameters (pix2pixHD's order), so that gradient
+    accumulation over micro-batches equals one large batch. D sees ``cat(condition, image)``.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.recipe = config.model.recipe
+        self.gan = GANLoss(config.gan_mode)
+        self.lambda_l1 = config.lambda_l1
+        self.lambda_feat = config.lambda_feat
+        self.lambda_vgg = config.lambda_vgg
+        self.n_layers_d = config.model.n_layers_d
+        self.vgg: VGGPerceptualLoss | None = None
+        if self.recipe == "pix2pixhd" and self.lambda_vgg > 0:
+            if config.vgg_weights == "random":  # plumbing tests only: no pretrained features
+                vgg = VGGFeatures(config.vgg_variant)
+            else:
+                vgg = VGGFeatures.from_torchvision_weights(
+                    config.vgg_weights, variant=config.vgg_variant
+                )
+            self.vgg = VGGPerceptualLoss(vgg)
+
+    def generator_loss(
+        self,
+        discriminate: Discriminate,
+        condition: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        pred_real: object | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss for G (and E). ``discriminate`` must not build gradients into D's weights.
+
+        ``pred_real``: D's output on the real pair from :meth:`discriminator_loss`, reused
+        (detached) for feature matching as the official code does; computed if not given.
+        """
+        pred_fake = discriminate(torch.cat([condition, fake], 1))
+        loss_gan = self.gan(pred_fake, True, for_discriminator=False)
+        logs = {"G_GAN": loss_gan.item()}
+        total = loss_gan
+        if self.recipe == "pix2pix":
+            loss_l1 = F.l1_loss(fake.float(), real.float()) * self.lambda_l1
+            logs["G_L1"] = loss_l1.item()
+            total = total + loss_l1
+        else:
+            if self.lambda_feat > 0:
+                if pred_real is None:
+                    with torch.no_grad():
+                        pred_real = discriminate(torch.cat([condition, real], 1))
+                loss_fm = feature_matching_loss(pred_fake, pred_real, self.n_layers_d)
+                loss_fm = loss_fm * self.lambda_feat
+                logs["G_GAN_Feat"] = loss_fm.item()
+                total = total + loss_fm
+            if self.vgg is not None:
+                loss_vgg = self.vgg(fake, real) * self.lambda_vgg
+                logs["G_VGG"] = loss_vgg.item()
+                total = total + loss_vgg
+        logs["G"] = total.item()
+        return total, logs
+
+    def discriminator_loss(
+        self,
+        discriminate: Discriminate,
+        condition: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float], object]:
+        """``0.5 * (loss(D(real), real) + loss(D(fake), fake))``; ``fake`` is detached here.
+
+        Returns the loss, its logs, and D's output on the real pair (for feature matching).
+        """
+        pred_fake = discriminate(torch.cat([condition, fake.detach()], 1))
+        pred_real = discriminate(torch.cat([condition, real], 1))
+        loss_fake = self.gan(pred_fake, False)
+        loss_real = self.gan(pred_real, True)
+        total = 0.5 * (loss_fake + loss_real)
+        logs = {"D_fake": loss_fake.item(), "D_real": loss_real.item(), "D": total.item()}
+        return total, logs, pred_real
