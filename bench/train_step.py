@@ -35,13 +35,15 @@ CASES = {
     "pix2pix": dict(size=(256, 256), channels=3),
     "pix2pixhd": dict(size=(256, 512), channels=35),
 }
-MODES = ("fp32", "bf16+CL")
+MODES = ("fp32", "bf16", "bf16+CL")
 
 
 def overrides(case: str, mode: str, out: str) -> list[str]:
     common = ["--data.source", out, "--output_dir", out, "--tracker", "null"]
-    if mode == "bf16+CL":
-        common += ["--mixed_precision", "bf16", "--channels_last", "true"]
+    if mode.startswith("bf16"):
+        common += ["--mixed_precision", "bf16"]
+    if mode.endswith("+CL"):
+        common += ["--channels_last", "true"]
     if case == "pix2pix":
         return common + ["--data.input_kind", "rgb"]
     return common + [

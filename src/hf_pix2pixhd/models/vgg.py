@@ -96,6 +96,7 @@ class VGGFeatures(ModelMixin, ConfigMixin):
         return model.eval()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.to(self.features[0].weight.dtype)
         if self.config.normalize_input:
             x = ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         outputs, start = [], 0

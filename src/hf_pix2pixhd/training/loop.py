@@ -112,8 +112,12 @@ class Trainer:
         if networks.encoder is not None:
             g_params += list(networks.encoder.parameters())
         betas = (config.beta1, config.beta2)
-        opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=betas)
-        opt_d = torch.optim.Adam(networks.discriminator.parameters(), lr=config.lr, betas=betas)
+        # One fused kernel instead of a dozen passes over ~190M parameters (pix2pixHD).
+        fused = {"fused": True} if accelerator.device.type in ("cpu", "cuda") else {}
+        opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=betas, **fused)
+        opt_d = torch.optim.Adam(
+            networks.discriminator.parameters(), lr=config.lr, betas=betas, **fused
+        )
         if config.channels_last:
             for net in (networks.generator, networks.discriminator, networks.encoder):
                 if net is not None:
