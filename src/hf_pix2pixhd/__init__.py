@@ -11,6 +11,7 @@ from .models import (
     VGGFeatures,
     instance_average_pool,
 )
+from .styles import StyleBank, build_style_bank, cluster_styles, encode_dataset
 
 __version__ = "0.1.0"
 
@@ -21,7 +22,11 @@ __all__ = [
     "MultiScaleDiscriminator",
     "PatchGANDiscriminator",
     "ResnetGenerator",
+    "StyleBank",
     "UNetGenerator",
     "VGGFeatures",
+    "build_style_bank",
+    "cluster_styles",
+    "encode_dataset",
     "instance_average_pool",
 ]

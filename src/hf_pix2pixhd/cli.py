@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .evaluation.command import add_evaluate_parser, run_evaluate
+
+if TYPE_CHECKING:  # the heavy imports wait until a command needs them
+    from .data import DataConfig
+    from .pipeline import Pix2PixHDPipeline
 
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}  # fmt: skip
@@ -77,18 +86,311 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- encode-styles --------------------------------------------------------------------------
+
+# Data options of encode-styles: (flag, DataConfig field, type, help).
+_DATA_OPTIONS = (
+    ("--layout", "layout", str, "auto | hub | aligned | pix2pixhd"),
+    ("--split", "split", str, "split name (folder <split>/ or <split>_label/)"),
+    ("--direction", "direction", str, "AtoB | BtoA (BtoA: labels are the B images)"),
+    ("--column-a", "column_a", str, "hub image column A"),
+    ("--column-b", "column_b", str, "hub image column B"),
+    ("--palette", "palette", str, "facades | cityscapes (default: the model's palette)"),
+    ("--label-nc", "label_nc", int, "number of classes (default: the model's)"),
+    ("--preprocess", "preprocess", str, "resize | scale_width | none | ... as in training"),
+    ("--load-size", "load_size", int, "resize target"),
+    ("--crop-size", "crop_size", int, "crop side, for the *crop preprocess modes"),
+    ("--max-samples", "max_samples", int, "encode only the first N samples"),
+)
+
+
+def _add_encode_styles(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "encode-styles",
+        help="Encode a dataset with the model's feature encoder and cluster styles per class.",
+        description=(
+            "Run the pipeline's feature encoder over a label-map dataset, take one feature per "
+            "instance (connected regions of a class where there are no instance maps), run "
+            "K-means per class and save the pipeline with the resulting style bank. Data "
+            "options default to the training run's (training_config.json in the model "
+            "folder), without flips."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="pipeline folder")
+    parser.add_argument("--data", help="folder, data files or Hub id (default: the training's)")
+    group = parser.add_argument_group("data")
+    for flag, _, kind, text in _DATA_OPTIONS:
+        group.add_argument(flag, type=kind, help=text)
+    group.add_argument(
+        "--instance-map",
+        action=argparse.BooleanOptionalAction,
+        help="read instance maps (<split>_inst); default: the model's use_instance_map",
+    )
+    group = parser.add_argument_group("styles")
+    group.add_argument("--n-clusters", type=int, default=10, help="clusters per class at most")
+    group.add_argument(
+        "--feature",
+        choices=["centre", "mean"],
+        default="centre",
+        help="instance feature: centre pixel (official) or instance mean",
+    )
+    group.add_argument(
+        "--min-area",
+        type=float,
+        default=1 / 64,
+        help="keep instances larger than this fraction of the image (official: 1/64)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="K-means seed")
+    group.add_argument("--batch-size", type=int, default=8, help="images per encoder pass")
+    group.add_argument("--num-workers", type=int, default=0, help="data loading workers")
+    group.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    group.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--out", type=Path, help="output pipeline folder (default: --model)")
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load_pipeline(model: str | Path, device: str) -> Pix2PixHDPipeline:
+    from .pipeline import Pix2PixHDPipeline
+
+    try:
+        pipe = Pix2PixHDPipeline.from_pretrained(model)
+    except OSError as error:  # missing folder, unknown Hub id, offline
+        raise ValueError(f"Could not load a pipeline from {str(model)!r}: {error}") from error
+    return pipe.to(device)
+
+
+def _styles_data_config(
+    args: argparse.Namespace, pipe: Pix2PixHDPipeline, multiple: int
+) -> DataConfig:
+    """The training run's data options (if recorded), then the command line's, for encoding."""
+    from .data import DataConfig
+
+    recorded = Path(args.model) / "training_config.json"
+    values = json.loads(recorded.read_text()).get("data", {}) if recorded.is_file() else {}
+    if "preprocess" not in values:
+        values["preprocess"] = "none"  # images at their own size unless told otherwise
+    for _, field, _, _ in _DATA_OPTIONS:
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    if args.data is not None:
+        values["source"] = args.data
+    if not values.get("source"):
+        raise ValueError("No dataset: pass --data PATH (the model records no training data).")
+    if args.instance_map is not None:
+        values["use_instance_map"] = args.instance_map
+    values.setdefault("use_instance_map", pipe.config.use_instance_map)
+    values.setdefault("label_nc", pipe.config.label_nc)
+    if values.get("palette") is None:
+        values["palette"] = pipe.config.palette
+    values.update(
+        input_kind="labels",
+        flip=False,
+        streaming=False,
+        size_multiple=max(int(values.get("size_multiple", 1)), multiple),
+    )
+    return DataConfig(**values)
+
+
+def _save_pipeline(pipe: Pix2PixHDPipeline, out: Path, model: Path) -> None:
+    """Save; over the model's own folder, save beside it and move the files in one by one, so
+    weights the loaded pipeline may still map from disk are never overwritten in place."""
+    if out.resolve() != model.resolve():
+        pipe.save_pretrained(out)
+        return
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
+        pipe.save_pretrained(staging)
+        for file in sorted(Path(staging).rglob("*")):
+            if file.is_file():
+                target = out / file.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(file, target)
+
+
+def _run_encode_styles(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import build_dataset
+    from .styles import build_style_bank
+
+    if not (args.model / "model_index.json").is_file():
+        raise FileNotFoundError(f"{args.model} is not a pipeline folder (no model_index.json).")
+    pipe = _load_pipeline(args.model, _device(args.device))
+    if pipe.encoder is None:
+        raise ValueError(
+            f"The pipeline in {args.model} has no feature encoder: styles need a pix2pixHD "
+            "model trained with model.use_encoder=true."
+        )
+    if pipe.config.input_kind != "labels" or not pipe.config.feature_nc:
+        raise ValueError("Styles need a label-map pipeline whose generator takes features.")
+    multiple = max(pipe.size_multiple, pipe.encoder.size_multiple)
+    dataset = build_dataset(_styles_data_config(args, pipe, multiple))
+    bank = build_style_bank(
+        pipe.encoder,
+        dataset,
+        pipe.config.label_nc,
+        n_clusters=args.n_clusters,
+        feature=args.feature,
+        min_area_fraction=args.min_area,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+    )
+    pipe.set_style_bank(bank.to(pipe.device))
+    out = args.out or args.model
+    _save_pipeline(pipe, out, args.model)
+    names = pipe.config.class_names or [str(i) for i in range(pipe.config.label_nc)]
+    counts = {n: int(c) for n, c in zip(names, bank.num_clusters, strict=True) if c}
+    print(f"styles per class: {json.dumps(counts)}")
+    print(f"wrote {out}")
+    return 0
+
+
+# -- translate ------------------------------------------------------------------------------
+
+
+def _add_translate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "translate",
+        help="Translate label maps / sketches / images to photos (PNG), optionally styled.",
+        description=(
+            "Run a pipeline over files and folders (searched recursively) and write one PNG "
+            "per input and style to --out, keeping folder structure. With several styles the "
+            "files are named <name>_style<k>.png."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--model", required=True, help="pipeline folder or Hub id")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    group = parser.add_argument_group("styles (models with a feature encoder)")
+    group.add_argument(
+        "--style",
+        action="append",
+        help="random | default | CLASS=IDX,... (class names or ids); repeat for several styles",
+    )
+    group.add_argument("--num-styles", type=int, default=1, help="random styles to draw")
+    group.add_argument("--seed", type=int, help="seed for --style random")
+    group.add_argument("--style-image", type=Path, help="reference photo")
+    group.add_argument("--style-labels", type=Path, help="the reference photo's label map")
+    group.add_argument(
+        "--style-mix", help="alpha (or alphas a,b,...) to interpolate between two styles"
+    )
+    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+
+
+def parse_style(text: str) -> str | dict[str, int]:
+    """``"random"``, ``"default"`` or ``"sky=2,building=0,3=1"`` (names or ids) for the pipeline."""
+    text = text.strip()
+    if text in ("random", "default"):
+        return text
+    choice: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.rpartition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"Cannot read style {text!r}: use random, default or CLASS=IDX,... "
+                "(e.g. sky=2,3=0)."
+            )
+        try:
+            choice[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"Style {part!r}: the cluster index must be an integer.") from None
+    if not choice:
+        raise ValueError(f"Cannot read style {text!r}: it names no class.")
+    return choice
+
+
+def _collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """``(file, output stem relative to --out)`` for files and the images inside folders."""
+    from .data import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, Path]] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(
+                f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise ValueError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+            found += [(f, f.relative_to(path).with_suffix("")) for f in files]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            raise FileNotFoundError(f"Input {path} does not exist.")
+    stems: dict[Path, Path] = {}
+    for file, stem in found:
+        if stem in stems:
+            raise ValueError(f"{stems[stem]} and {file} would both be written as {stem}.png.")
+        stems[stem] = file
+    return found
+
+
+def _run_translate(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    if (args.style_image is None) != (args.style_labels is None):
+        raise ValueError(
+            "--style-image and --style-labels go together (the reference photo and its label map)."
+        )
+    styles = [parse_style(s) for s in args.style] if args.style else None
+    style = styles[0] if styles and len(styles) == 1 else styles
+    mix = None
+    if args.style_mix is not None:
+        try:
+            alphas = [float(a) for a in args.style_mix.split(",")]
+        except ValueError:
+            raise ValueError(f"--style-mix {args.style_mix!r}: give numbers in [0, 1].") from None
+        mix = alphas[0] if len(alphas) == 1 else alphas
+    inputs = _collect_inputs(args.inputs)
+    pipe = _load_pipeline(args.model, _device(args.device))
+    reference = (str(args.style_image), str(args.style_labels)) if args.style_image else None
+    autocast = torch.bfloat16 if args.bf16 else None
+    tables = None
+    if style is not None or reference is not None or mix is not None or args.num_styles != 1:
+        # Resolved once: every input gets the same styles (one draw, one reference encoding).
+        tables = pipe.style_tables(
+            style, reference, mix, args.num_styles, seed=args.seed, autocast_dtype=autocast
+        )
+    written = 0
+    for file, stem in tqdm(inputs, desc="translating", unit="img"):
+        images = pipe(str(file), style=tables, autocast_dtype=autocast).images
+        for index, image in enumerate(images):
+            name = stem.name if len(images) == 1 else f"{stem.name}_style{index}"
+            target = args.out / stem.parent / f"{name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target)
+            written += 1
+    print(f"wrote {written} image(s) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-pix2pixhd", description="pix2pix and pix2pixHD, the Hugging Face way."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_convert(subparsers)
+    _add_encode_styles(subparsers)
+    _add_translate(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"convert": _run_convert}
+    handlers = {
+        "convert": _run_convert,
+        "encode-styles": _run_encode_styles,
+        "translate": _run_translate,
+        "evaluate": run_evaluate,
+    }
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as error:

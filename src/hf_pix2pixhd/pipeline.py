@@ -1,14 +1,15 @@
 """Inference: label map / sketch / image in, photo out, as a diffusers ``DiffusionPipeline``.
 
-The pipeline bundles the generator (``translator``), an optional feature ``encoder``, and the
-input conventions (input kind, palette, class names, instance maps) in ``model_index.json``,
-so ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` carry everything.
+The pipeline bundles the generator (``translator``), an optional feature ``encoder``, an
+optional :class:`~hf_pix2pixhd.styles.StyleBank` (per-class styles), and the input conventions
+(input kind, palette, class names, instance maps) in ``model_index.json``, so
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` carry everything.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,9 +29,15 @@ from .imaging import (
     tensor_to_pil,
 )
 from .labels import Palette, assemble_generator_input
+from .styles import StyleBank, encode_reference, paint_features, style_indices
 
 INPUT_KINDS = ("rgb", "sketch", "labels")
 OUTPUT_TYPES = ("pil", "np", "pt")
+
+#: One style: ``{class id or name: cluster index}`` (other classes at cluster 0, the largest),
+#: ``"random"`` or ``"default"``.
+#: or a ``(label_nc, feature_nc)`` table from :meth:`Pix2PixHDPipeline.style_tables`.
+StyleSpec = Mapping[int | str, int] | str | torch.Tensor
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         translator: the generator network (:class:`UNetGenerator`, :class:`ResnetGenerator`,
             :class:`GlobalGenerator` or :class:`LocalEnhancerGenerator`).
         encoder: optional :class:`FeatureEncoder` for pix2pixHD feature (style) channels.
+        style_bank: optional :class:`~hf_pix2pixhd.styles.StyleBank`, the per-class styles to
+            pick from (``hf-pix2pixhd encode-styles`` or :meth:`set_style_bank` adds one).
         input_kind: ``"rgb"`` (an image in, e.g. a colour label rendering for pix2pix),
             ``"sketch"`` (black strokes on white) or ``"labels"`` (class ids, one-hot encoded).
         label_nc: number of classes for ``"labels"``.
@@ -60,13 +69,16 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             ``"resize"`` (resize to the nearest valid size and back).
     """
 
-    _optional_components: ClassVar[list[str]] = ["encoder"]
+    _optional_components: ClassVar[list[str]] = ["encoder", "style_bank"]
     model_cpu_offload_seq = "encoder->translator"
+    # Only its buffers are read (never its forward): offload hooks would never move it.
+    _exclude_from_cpu_offload: ClassVar[list[str]] = ["style_bank"]
 
     def __init__(
         self,
         translator: ModelMixin,
         encoder: ModelMixin | None = None,
+        style_bank: StyleBank | None = None,
         input_kind: str = "rgb",
         label_nc: int = 0,
         palette: list[list[int]] | None = None,
@@ -85,7 +97,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             palette = palette.to_config()["colors"]
         elif palette is not None:
             palette = Palette(palette).to_config()["colors"]
-        self.register_modules(translator=translator, encoder=encoder)
+        self.register_modules(translator=translator, encoder=encoder, style_bank=style_bank)
         self.register_to_config(
             input_kind=input_kind,
             label_nc=int(label_nc),
@@ -123,6 +135,28 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             raise ValueError(
                 f"{len(cfg.class_names)} class names given for label_nc={cfg.label_nc}."
             )
+        self._check_style_bank(self.style_bank)
+
+    def _check_style_bank(self, bank: StyleBank | None) -> None:
+        if bank is None:
+            return
+        if not isinstance(bank, StyleBank):
+            raise TypeError(f"style_bank must be a StyleBank, got {type(bank).__name__}.")
+        cfg = self.config
+        expected = (cfg.label_nc, cfg.feature_nc)
+        if (bank.config.num_classes, bank.config.feature_nc) != expected:
+            raise ValueError(
+                f"The style bank has {bank.config.num_classes} classes x "
+                f"{bank.config.feature_nc} features, but this pipeline has label_nc="
+                f"{cfg.label_nc} and feature_nc={cfg.feature_nc}."
+            )
+
+    def set_style_bank(self, bank: StyleBank | None) -> Pix2PixHDPipeline:
+        """Attach (or, with None, remove) a style bank; ``save_pretrained`` then carries it.
+        Returns the pipeline."""
+        self._check_style_bank(bank)
+        self.register_modules(style_bank=bank)
+        return self
 
     @property
     def palette(self) -> Palette | None:
@@ -182,8 +216,14 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         image: ImageInput,
         instance_map: ImageInput | None = None,
         features: torch.Tensor | None = None,
+        style_tables: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One input as the translator's ``(1, C, H, W)`` float tensor (before padding)."""
+        """One input as the translator's ``(S, C, H, W)`` float tensor (before padding).
+
+        ``S`` is 1, or the number of styles: ``features`` ``(S, feature_nc, H, W)``, or
+        ``style_tables`` ``(S, label_nc, feature_nc)`` per-class features painted over the
+        label map (see :meth:`style_tables`).
+        """
         cfg = self.config
         if cfg.input_kind != "labels":
             return image_to_tensor(image, self.translator.config.in_channels)
@@ -199,13 +239,145 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                     f"map's {tuple(ids.shape[-2:])}."
                 )
         if cfg.feature_nc:
+            if style_tables is not None:
+                features = paint_features(style_tables.float().cpu(), ids)
             if features is None:
                 raise ValueError(
                     f"This model takes {cfg.feature_nc} encoder feature channels: pass "
-                    "features=(1, feature_nc, H, W)."
+                    "features=(1, feature_nc, H, W), style=... (with a style bank) or "
+                    "style_image=(photo, label_map)."
                 )
             features = features if features.ndim == 4 else features.unsqueeze(0)
+            if features.shape[0] > 1:  # several styles of one label map
+                count = features.shape[0]
+                ids = ids.expand(count, -1, -1, -1)
+                instances = instances.expand(count, -1, -1, -1) if instances is not None else None
         return assemble_generator_input(ids, cfg.label_nc, instances, features)
+
+    # -- styles ----------------------------------------------------------------------------
+
+    def _require_style_bank(self, what: str) -> StyleBank:
+        if self.style_bank is None:
+            raise ValueError(
+                f"{what} needs a style bank, and this pipeline has none: run `hf-pix2pixhd "
+                "encode-styles --model DIR --data PATH` (or styles.build_style_bank + "
+                "set_style_bank) first, or use style_image=(photo, label_map)."
+            )
+        return self.style_bank
+
+    def encode_style_image(
+        self, photo: ImageInput, label_map: ImageInput, autocast_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """The per-class features of a reference photo, ``(label_nc, feature_nc)`` float32.
+
+        Classes the reference does not show get the default style (cluster 0 of the style
+        bank), or 0 without a bank. ``label_map``: the photo's class ids (or colours with the
+        palette), the same size as the photo.
+        """
+        if self.encoder is None:
+            raise ValueError(
+                "This pipeline has no feature encoder, so it cannot encode a reference photo "
+                "(style_image). Use a pipeline exported with its encoder, or style=... with a "
+                "style bank."
+            )
+        pixels = image_to_tensor(photo, 3)
+        ids = self.label_ids(label_map)
+        if pixels.shape[-2:] != ids.shape[-2:]:
+            raise ValueError(
+                f"The reference photo is {pixels.shape[-1]}x{pixels.shape[-2]} (WxH) but its "
+                f"label map is {ids.shape[-1]}x{ids.shape[-2]}: they must be the same size."
+            )
+        table, present = encode_reference(
+            self.encoder,
+            pixels.to(self.device),
+            ids.to(self.device),
+            self.config.label_nc,
+            autocast_dtype,
+        )
+        if self.style_bank is not None:
+            fallback = self.style_bank.lookup(self.style_bank.default_indices(1))[0]
+            table = torch.where(present.unsqueeze(1), table, fallback)
+        return table
+
+    def style_tables(
+        self,
+        style: StyleSpec | Sequence[StyleSpec] | None = None,
+        style_image: tuple[ImageInput, ImageInput]
+        | Sequence[tuple[ImageInput, ImageInput]]
+        | None = None,
+        style_mix: float | Sequence[float] | None = None,
+        num_styles: int = 1,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Resolve style arguments (see :meth:`__call__`) to ``(S, label_nc, feature_nc)``
+        float32 per-class feature tables, one per output style."""
+        cfg = self.config
+        if cfg.input_kind != "labels" or not cfg.feature_nc:
+            raise ValueError(
+                "This model takes no encoder feature channels (feature_nc=0), so it has no "
+                "styles: styles need a pix2pixHD label-map model trained with a feature encoder."
+            )
+        if generator is not None and seed is not None:
+            raise ValueError("Pass generator= or seed=, not both.")
+        if seed is not None:
+            generator = torch.Generator().manual_seed(int(seed))
+        specs = _style_specs(style, num_styles, style_image)
+        references = _reference_pairs(style_image)
+        if not specs and not references:
+            specs = ["default"]
+        tables = [self._style_table(spec, generator) for spec in specs]
+        for photo, label_map in references:
+            tables.append(self.encode_style_image(photo, label_map, autocast_dtype))
+        if style_mix is None:
+            return torch.stack(tables)
+        if len(tables) != 2:
+            raise ValueError(
+                "style_mix interpolates between exactly two styles (style=[a, b], or one style "
+                f"and one style_image); got {len(tables)}."
+            )
+        alphas = [style_mix] if isinstance(style_mix, int | float) else list(style_mix)
+        if not alphas or not all(
+            isinstance(a, int | float) and not isinstance(a, bool) and 0 <= a <= 1 for a in alphas
+        ):
+            raise ValueError(
+                f"style_mix must be a number in [0, 1] or a list of them, got {style_mix!r}."
+            )
+        weights = torch.tensor(alphas, dtype=torch.float32).view(-1, 1, 1)
+        return (1 - weights) * tables[0] + weights * tables[1]
+
+    def _style_table(self, spec: StyleSpec, generator: torch.Generator | None) -> torch.Tensor:
+        """One style as a ``(label_nc, feature_nc)`` float32 table."""
+        cfg = self.config
+        if isinstance(spec, torch.Tensor):
+            if tuple(spec.shape) != (cfg.label_nc, cfg.feature_nc):
+                raise ValueError(
+                    f"A style table must be (label_nc, feature_nc) = ({cfg.label_nc}, "
+                    f"{cfg.feature_nc}), or a stack of them; got {tuple(spec.shape)}."
+                )
+            return spec.detach().float().cpu()
+        if isinstance(spec, Mapping):
+            bank = self._require_style_bank("Choosing cluster indices (style={...})")
+            indices = style_indices(spec, bank, cfg.class_names)
+        elif isinstance(spec, str):
+            if spec not in ("random", "default"):
+                raise ValueError(
+                    f"Unknown style {spec!r}: use 'random', 'default', or a dict "
+                    "{class id or name: cluster index}."
+                )
+            bank = self._require_style_bank(f"style={spec!r}")
+            indices = (
+                bank.random_indices(1, generator)[0]
+                if spec == "random"
+                else bank.default_indices(1)[0]
+            )
+        else:
+            raise ValueError(
+                "Each style must be a dict {class: cluster}, 'random', 'default' or a table "
+                f"from style_tables(); got {type(spec).__name__}."
+            )
+        return bank.lookup(indices.unsqueeze(0))[0]
 
     def _run_translator(self, inputs: torch.Tensor) -> torch.Tensor:
         height, width = inputs.shape[-2:]
@@ -240,8 +412,16 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         return_dict: bool = True,
         autocast_dtype: torch.dtype | None = None,
         paper_test_mode: bool = False,
+        style: StyleSpec | Sequence[StyleSpec] | None = None,
+        style_image: tuple[ImageInput, ImageInput]
+        | Sequence[tuple[ImageInput, ImageInput]]
+        | None = None,
+        style_mix: float | Sequence[float] | None = None,
+        num_styles: int = 1,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> Pix2PixHDPipelineOutput | tuple:
-        """Translate one input or a list of inputs.
+        """Translate one input or a list of inputs, in one or several styles.
 
         Args:
             image: a path, PIL image, numpy array or tensor (see :mod:`hf_pix2pixhd.imaging`),
@@ -254,6 +434,24 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             autocast_dtype: e.g. ``torch.bfloat16`` to run under autocast (fast on CPUs with AMX).
             paper_test_mode: pix2pix's test-time behaviour (dropout on, BatchNorm with batch
                 statistics) instead of eval mode. Running statistics are left untouched.
+            style: for models with encoder features: ``{class id or name: cluster index}``
+                (other classes at cluster 0, the largest cluster of the style bank),
+                ``"random"`` (a random cluster per class), ``"default"``, tables from
+                :meth:`style_tables` (to reuse a resolved style), or a list of those (one
+                output per style). Without ``features``/``style``/``style_image``, a
+                model with a style bank uses ``"default"``.
+            style_image: ``(photo, label_map)``: use the per-class features of a reference
+                photo (classes it lacks take the default style); a list of pairs for several.
+                Its styles come after those of ``style``.
+            style_mix: ``alpha`` in ``[0, 1]`` (or a list of them) to interpolate between
+                exactly two styles, ``(1 - alpha) * first + alpha * second``: one output per
+                alpha.
+            num_styles: with ``style="random"``, how many random styles to draw.
+            generator, seed: make ``"random"`` reproducible (give one of them).
+
+        Every input comes out once per style, inputs first: output ``i * S + s`` is input
+        ``i`` in style ``s``. The chosen per-class feature is painted over every instance of
+        the class (the official test-time behaviour).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
@@ -266,9 +464,19 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         if instance_map is None:
             instances = [None] * len(images)
         feature_list = [None] * len(images) if features is None else list(features.unbind(0))
+        tables = None
+        styled = style is not None or style_image is not None or style_mix is not None
+        if styled or num_styles != 1:
+            if features is not None:
+                raise ValueError("Pass either features= or style arguments, not both.")
+            tables = self.style_tables(
+                style, style_image, style_mix, num_styles, generator, seed, autocast_dtype
+            )
+        elif features is None and self.config.feature_nc and self.style_bank is not None:
+            tables = self.style_tables()
 
         inputs = [
-            self.prepare_inputs(img, inst, feat)
+            self.prepare_inputs(img, inst, feat, tables)
             for img, inst, feat in zip(images, instances, feature_list, strict=True)
         ]
         dtype = self.translator.dtype
@@ -287,6 +495,47 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 outputs.extend(self._run_translator(batch).float().unbind(0))
         result = _format_outputs(outputs, output_type)
         return Pix2PixHDPipelineOutput(images=result) if return_dict else (result,)
+
+
+def _style_specs(style: object, num_styles: int, style_image: object) -> list:
+    """``style`` as a list of single styles (``num_styles`` random draws for "random")."""
+    if style is None:
+        specs: list = []
+    elif isinstance(style, str | Mapping):
+        specs = [style]
+    elif isinstance(style, torch.Tensor):
+        specs = list(style.unbind(0)) if style.ndim == 3 else [style]
+    elif isinstance(style, Sequence):
+        specs = list(style)
+    else:
+        raise ValueError(
+            "style must be a dict {class: cluster}, 'random', 'default', or a list of them; "
+            f"got {type(style).__name__}."
+        )
+    if isinstance(num_styles, bool) or not isinstance(num_styles, int) or num_styles < 1:
+        raise ValueError(f"num_styles must be a positive int, got {num_styles!r}.")
+    if num_styles > 1:
+        if specs != ["random"] or style_image is not None:
+            raise ValueError(
+                "num_styles draws several random styles: use it with style='random' only "
+                "(for other styles pass a list, style=[...])."
+            )
+        specs = ["random"] * num_styles
+    return specs
+
+
+def _reference_pairs(style_image: object) -> list[tuple[ImageInput, ImageInput]]:
+    """``style_image`` as a list of ``(photo, label_map)`` pairs (a tuple is one pair)."""
+    if style_image is None:
+        return []
+    pairs = [style_image] if isinstance(style_image, tuple) else style_image
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, tuple | list) and len(p) == 2 for p in pairs
+    ):
+        raise ValueError(
+            "style_image must be a (photo, label_map) tuple, or a list of such tuples."
+        )
+    return [tuple(p) for p in pairs]
 
 
 def compile_for_inference(module: nn.Module) -> Callable[..., torch.Tensor]:
