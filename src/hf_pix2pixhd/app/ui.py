@@ -1,0 +1,228 @@
+"""The Gradio page: a palette-limited editor, style controls, generate and variations."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import PIL.Image
+
+from .handlers import (
+    STYLE_MODES,
+    ServedModel,
+    UserInputError,
+    check_and_fit,
+    editor_image,
+    save_for_download,
+    style_arguments,
+    to_model_input,
+)
+
+CANVAS = 256
+HOW_IT_WORKS = """
+**pix2pix / pix2pixHD** are conditional GANs: a generator learns to turn a label map (or a
+sketch) into a photo, while a discriminator learns to tell its outputs from real photos of the
+same layout. pix2pixHD adds a multi-scale discriminator, feature matching and a perceptual loss,
+and a small *feature encoder*: every region of the label map gets a short code that sets its
+colour and texture. Clustering the codes of the training photos per class (K-means) gives the
+**styles** you can pick here, shown as the average colour of their training regions.
+
+- **Draw** with the palette brush: each colour is a class (see the legend). Strokes are snapped to
+  the nearest palette colour. Or **upload** a label map / sketch.
+- **Style**: the default, one cluster per class, a random draw (seeded, so reproducible), or the
+  codes of a reference photo painted onto your layout.
+- **Semantic editing**: start from an example, paint a region with another class and regenerate
+  with the same style and seed: only the edited region changes noticeably.
+"""
+
+
+def legend_html(model: ServedModel) -> str:
+    """Class names next to their colours, and each class's style swatches."""
+    if model.kind != "labels" or model.palette is None:
+        return "<p>Draw black strokes on white: the model turns the sketch into a photo.</p>"
+    rows = []
+    swatches = _swatches(model)
+    names_and_colours = zip(model.class_names, model.palette.colors, strict=True)
+    for index, (name, colour) in enumerate(names_and_colours):
+        chips = "".join(
+            _chip(rgb, 14, f"{name} style {k}") for k, rgb in enumerate(swatches.get(index, []))
+        )
+        rows.append(
+            f"<tr><td>{_chip(colour, 16, name)}</td><td>{index}</td>"
+            f"<td>{html.escape(name)}</td><td>{chips}</td></tr>"
+        )
+    return (
+        '<table class="legend"><tr><th></th><th>id</th><th>class</th><th>styles</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _chip(rgb, size: int, title: str) -> str:
+    """A small colour square (HTML)."""
+    r, g, b = (int(c) for c in rgb)
+    return (
+        f'<span title="{html.escape(title)}" style="display:inline-block;width:{size}px;'
+        f'height:{size}px;margin-right:2px;border:1px solid #666;background:rgb({r},{g},{b})">'
+        "</span>"
+    )
+
+
+def _swatches(model: ServedModel) -> dict[int, list[tuple[int, int, int]]]:
+    bank = model.style_bank
+    if bank is None or not hasattr(bank, "swatches_for"):
+        return {}
+    return {i: bank.swatches_for(i) for i in range(model.pipeline.config.label_nc)}
+
+
+def blank_canvas(model: ServedModel) -> PIL.Image.Image:
+    return PIL.Image.new("RGB", (CANVAS, CANVAS), model.blank_colour)
+
+
+def editor_update(model: ServedModel, image: PIL.Image.Image | None = None) -> Any:
+    """The editor set up for ``model``: its palette as a fixed brush, a fresh canvas."""
+    if model.kind == "labels" and model.palette is not None:
+        colours = [f"rgb({r}, {g}, {b})" for r, g, b in model.palette.colors.tolist()]
+        brush = gr.Brush(
+            colors=colours,
+            default_color=colours[min(2, len(colours) - 1)],
+            color_mode="fixed",
+            default_size=12,
+        )
+    else:
+        brush = gr.Brush(
+            colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=3
+        )
+    background = image if image is not None else blank_canvas(model)
+    return gr.ImageEditor(
+        value={"background": background, "layers": [], "composite": None}, brush=brush
+    )
+
+
+def build_demo(
+    models: dict[str, ServedModel], generate: Callable[..., Any], variations: Callable[..., Any]
+) -> gr.Blocks:
+    """The page. ``generate`` / ``variations`` are the handlers (see ``app/__init__.py``)."""
+    names = list(models)
+    first = models[names[0]]
+    with gr.Blocks(title="hf-pix2pixhd: label maps and sketches to photos") as demo:
+        gr.Markdown(
+            "# hf-pix2pixhd\nDraw or upload a label map or a sketch, pick a style, get a photo."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                model_name = gr.Dropdown(names, value=names[0], label="Model")
+                editor = gr.ImageEditor(
+                    label="Label map / sketch",
+                    type="pil",
+                    image_mode="RGB",
+                    canvas_size=(CANVAS, CANVAS),
+                    sources=("upload", "clipboard"),
+                    eraser=gr.Eraser(default_size=12),
+                    layers=False,
+                    elem_id="editor",
+                )
+                legend = gr.HTML(legend_html(first), elem_id="legend")
+                examples = gr.Gallery(
+                    [str(p) for p in first.examples],
+                    label="Examples (click to edit)",
+                    columns=4,
+                    height=140,
+                    allow_preview=False,
+                    object_fit="contain",
+                    elem_id="examples",
+                )
+            with gr.Column(scale=1):
+                style_mode = gr.Radio(
+                    list(STYLE_MODES), value="default", label="Style", elem_id="style-mode"
+                )
+                style_code = gr.Textbox(
+                    label="Style per class (CLASS=cluster, ...)",
+                    placeholder="window=3, door=1",
+                    elem_id="style-code",
+                )
+                seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                reference = gr.Image(label="Reference photo", type="pil", visible=False)
+                with gr.Row():
+                    run = gr.Button("Generate", variant="primary", elem_id="generate")
+                    run4 = gr.Button("Generate 4 variations", elem_id="variations")
+                output = gr.Image(label="Result", type="pil", elem_id="result", interactive=False)
+                download = gr.DownloadButton("Download PNG", elem_id="download")
+                gallery = gr.Gallery(label="Variations", columns=4, height=200, elem_id="gallery")
+        with gr.Accordion("How it works", open=False):
+            gr.Markdown(HOW_IT_WORKS)
+
+        def on_model(name: str):
+            model = models[name]
+            return (
+                editor_update(model),
+                legend_html(model),
+                gr.Gallery(value=[str(p) for p in model.examples]),
+            )
+
+        model_name.change(on_model, model_name, [editor, legend, examples], api_name=False)
+        demo.load(on_model, model_name, [editor, legend, examples], api_name=False)
+
+        def on_example(name: str, event: gr.SelectData):
+            model = models[name]
+            path = model.examples[event.index]
+            return editor_update(model, PIL.Image.open(path).convert("RGB"))
+
+        examples.select(on_example, model_name, editor, api_name=False)
+        style_mode.change(
+            lambda m: gr.Image(visible=m == "reference photo"),
+            style_mode,
+            reference,
+            api_name=False,
+        )
+        inputs = [model_name, editor, style_mode, style_code, seed, reference]
+        run.click(generate, inputs, [output, download], api_name="generate")
+        run4.click(variations, inputs, gallery, api_name="variations")
+    return demo
+
+
+def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
+    """``generate`` and ``variations`` bound to the served models, errors as ``gr.Error``."""
+
+    def prepare(name: str, editor_value: Any, mode: str, code: str, seed: Any, reference: Any):
+        if name not in models:
+            raise UserInputError(f"Unknown model {name!r}: choose one of {list(models)}.")
+        model = models[name]
+        image = check_and_fit(editor_image(editor_value), model)
+        model_input = to_model_input(image, model)
+        ids = model_input if isinstance(model_input, np.ndarray) else None
+        seed = int(seed or 0)
+        return model, model_input, style_arguments(model, mode, code, seed, reference, ids)
+
+    def generate(name, editor_value, mode, code, seed, reference):
+        try:
+            model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
+            image = model.pipeline(model_input, **kwargs).images[0]
+        except (UserInputError, ValueError) as error:
+            raise gr.Error(str(error)) from error
+        return image, save_for_download(image)
+
+    def variations(name, editor_value, mode, code, seed, reference):
+        try:
+            model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
+            if model.style_bank is None:
+                raise UserInputError("This model has no style bank, so it has one look only.")
+            kwargs = {
+                "style": "random",
+                "num_styles": 4,
+                "generator": kwargs.get("generator") or _generator(seed),
+            }
+            return model.pipeline(model_input, **kwargs).images
+        except (UserInputError, ValueError) as error:
+            raise gr.Error(str(error)) from error
+
+    return generate, variations
+
+
+def _generator(seed: Any):
+    import torch
+
+    return torch.Generator().manual_seed(int(seed or 0))
