@@ -16,8 +16,10 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="pipeline folder or Hub id (repeatable)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 on CPU")
     args = parser.parse_args()
-    create_demo(args.model).launch(server_name=args.host, server_port=args.port)
+    demo = create_demo(args.model, fast=not args.fp32)
+    demo.launch(server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":

@@ -371,6 +371,34 @@ def _run_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="Export a pipeline from a training checkpoint (the run may still be going).",
+        description=(
+            "Rebuild the networks from the run's config (a YAML preset plus the same overrides "
+            "as train_accelerate.py) and write the checkpoint's generator and encoder as a "
+            "Pix2PixHDPipeline."
+        ),
+    )
+    parser.add_argument("--config", help="the run's YAML preset")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint-<step> dir or latest")
+    parser.add_argument("--out", type=Path, required=True, help="output pipeline directory")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+
+
+def _run_export(args: argparse.Namespace, overrides: list[str]) -> int:
+    import torch
+
+    from .training import load_config
+    from .training.export import export_checkpoint
+
+    config = load_config(args.config, overrides)
+    out = export_checkpoint(config, args.checkpoint, args.out, getattr(torch, DTYPES[args.dtype]))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-pix2pixhd", description="pix2pix and pix2pixHD, the Hugging Face way."
@@ -380,11 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_styles(subparsers)
     _add_translate(subparsers)
     add_evaluate_parser(subparsers)
+    _add_export(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and args.command != "export":
+        build_parser().parse_args(argv)  # reports the unknown arguments as argparse does
     handlers = {
         "convert": _run_convert,
         "encode-styles": _run_encode_styles,
@@ -392,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": run_evaluate,
     }
     try:
+        if args.command == "export":  # takes the training config overrides, like training
+            return _run_export(args, extra)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         # Our errors already say what is wrong and how to fix it: no traceback for users.

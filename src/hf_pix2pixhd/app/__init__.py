@@ -21,8 +21,11 @@ def default_model_sources() -> list[str]:
     return [str(p) for p in found]
 
 
-def create_demo(sources: Sequence[str] | None = None) -> gr.Blocks:
-    """Load ``sources`` (folders or Hub ids; default: the bundled models) and build the page."""
+def create_demo(sources: Sequence[str] | None = None, fast: bool = True) -> gr.Blocks:
+    """Load ``sources`` (folders or Hub ids; default: the bundled models) and build the page.
+
+    ``fast=False`` keeps fp32 instead of bf16 + channels_last on CPU.
+    """
     sources = list(sources or default_model_sources())
     if not sources:
         raise FileNotFoundError(
@@ -30,7 +33,7 @@ def create_demo(sources: Sequence[str] | None = None) -> gr.Blocks:
         )
     models: dict[str, ServedModel] = {}
     for source in sources:
-        model = load_model(source)
+        model = load_model(source, fast=fast)
         models[model.name] = model
     generate, variations = make_handlers(models)
     demo = build_demo(models, generate, variations)

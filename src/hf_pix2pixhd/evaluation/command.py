@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,30 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         action="store_true",
         help="pix2pix's test mode: dropout on, BatchNorm batch statistics",
     )
+    run.add_argument(
+        "--features",
+        choices=["encoded", "default-style"],
+        default="encoded",
+        help="for models with encoder features: encode them from each real photo (pix2pixHD's "
+        "reconstruction setting) or paint the style bank's default style (what a user gets)",
+    )
     run.add_argument("--seed", type=int, default=0, help="KID subset sampling seed")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
+
+
+def _default_style_features(pipeline: Any) -> Callable[[list[dict[str, Any]]], torch.Tensor]:
+    """Features from the style bank's default style, painted over each item's label map."""
+    from ..styles import paint_features
+
+    if getattr(pipeline, "style_bank", None) is None:
+        raise EvaluationError("--features default-style needs a model with a style bank.")
+    tables = pipeline.style_tables("default")
+
+    def features(items: list[dict[str, Any]]) -> torch.Tensor:
+        return torch.cat([paint_features(tables, item["label"]) for item in items])
+
+    return features
 
 
 def load_pipeline(model: str, device: str | torch.device = "cpu") -> Any:
@@ -189,6 +211,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         grid_path=out / "samples.png",
         grid_rows=args.grid_rows,
         paper_test_mode=args.paper_test_mode,
+        features_fn=_default_style_features(pipeline) if args.features == "default-style" else None,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
         seed=args.seed,

@@ -58,6 +58,29 @@ def resolve_palette(data: DataConfig) -> tuple[DataConfig, Palette | None]:
     return data, Palette(data.palette)
 
 
+def build_pipeline(
+    config: TrainConfig, generator: torch.nn.Module, encoder: torch.nn.Module | None
+) -> Pix2PixHDPipeline:
+    """The inference pipeline for networks trained with ``config`` (palette, input kind...)."""
+    data, palette = resolve_palette(config.data)
+    return Pix2PixHDPipeline(
+        translator=generator.to(memory_format=torch.contiguous_format),
+        encoder=encoder,
+        input_kind=data.input_kind,
+        label_nc=data.label_nc if data.input_kind == "labels" else 0,
+        palette=palette,
+        use_instance_map=data.use_instance_map,
+        feature_nc=config.model.feature_nc if encoder is not None else 0,
+    )
+
+
+def write_training_config(config: TrainConfig, folder: Path) -> None:
+    """Record the run's configuration beside an export (encode-styles reads its data options)."""
+    (folder / "training_config.json").write_text(
+        json.dumps(config.to_dict(), indent=2, default=str)
+    )
+
+
 class Trainer:
     """Runs one training job described by a :class:`TrainConfig`."""
 
@@ -378,20 +401,9 @@ class Trainer:
             encoder = None
             if self.encoder is not None:
                 encoder = copy.deepcopy(self._unwrap(self.encoder)).eval()
-            data = self.config.data
-            pipeline = Pix2PixHDPipeline(
-                translator=generator.to(memory_format=torch.contiguous_format),
-                encoder=encoder,
-                input_kind=data.input_kind,
-                label_nc=data.label_nc if data.input_kind == "labels" else 0,
-                palette=self.palette,
-                use_instance_map=data.use_instance_map,
-                feature_nc=self.config.model.feature_nc if encoder is not None else 0,
-            )
+            pipeline = build_pipeline(self.config, generator, encoder)
             pipeline.save_pretrained(folder)
-            (folder / "training_config.json").write_text(
-                json.dumps(self.config.to_dict(), indent=2, default=str)
-            )
+            write_training_config(self.config, folder)
             extra = {"steps": self.state.global_step, "epochs": self.state.epoch}
             metrics = None
             if math.isfinite(self.state.best_validation):

@@ -1,0 +1,99 @@
+"""The models bundled in models/: size and format, offline serving, semantic editing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from safetensors import safe_open
+
+from hf_pix2pixhd.app import default_model_sources
+from hf_pix2pixhd.labels import FACADES_PALETTE
+from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+FACADES = MODELS / "facades"
+
+needs_facades = pytest.mark.skipif(
+    not (FACADES / "model_index.json").is_file(), reason="models/facades is not bundled"
+)
+
+
+@needs_facades
+def test_bundled_models_are_small_fp16_safetensors():
+    for folder in (Path(s) for s in default_model_sources()):
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        assert size <= 30 * 2**20, f"{folder} is {size / 2**20:.1f} MiB"
+        weights = list(folder.rglob("*.safetensors"))
+        assert weights and not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pth"))
+        with safe_open(folder / "translator" / "diffusion_pytorch_model.safetensors", "pt") as f:
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+        assert dtypes == {"F16"}, dtypes
+        assert (folder / "README.md").is_file() and list((folder / "examples").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def facades() -> Pix2PixHDPipeline:
+    if not (FACADES / "model_index.json").is_file():
+        pytest.skip("models/facades is not bundled")
+    pipe = Pix2PixHDPipeline.from_pretrained(FACADES)
+    assert pipe.style_bank is not None and pipe.encoder is not None
+    return pipe
+
+
+def example_ids() -> np.ndarray:
+    path = sorted((FACADES / "examples").glob("*.png"))[0]
+    return FACADES_PALETTE.colors_to_ids(PIL.Image.open(path))
+
+
+def test_app_serves_the_bundled_models_offline(facades, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from hf_pix2pixhd.app import create_demo
+    from hf_pix2pixhd.app.handlers import load_model
+    from hf_pix2pixhd.app.ui import make_handlers
+
+    sources = default_model_sources()
+    assert sources and Path(sources[0]).name == "facades"
+    create_demo()  # every bundled model loads without the network
+    generate, _ = make_handlers({"facades": load_model(str(FACADES))})
+    label_map = PIL.Image.fromarray(FACADES_PALETTE.ids_to_colors(example_ids()))
+    editor = {"background": label_map, "layers": [], "composite": label_map}
+    image, _ = generate("facades", editor, "random", "", 1, None)
+    assert image.size == label_map.size
+
+
+def test_trained_model_edits_are_local(facades):
+    ids = example_ids()
+    windows = list(FACADES_PALETTE.names).index("window")
+    before = facades(ids, style="random", seed=3, output_type="np").images[0]
+    edited = ids.copy()
+    edited[150:200, 20:80] = windows  # a new window low on the left
+    after = facades(edited, style="random", seed=3, output_type="np").images[0]
+    change = np.abs(after - before).mean(axis=2)
+    inside = change[150:200, 20:80].mean()
+    far = change[:100, 140:].mean()
+    assert inside > 8 * far, (inside, far)
+
+
+def test_trained_model_styles_differ(facades):
+    ids = example_ids()
+    a = facades(ids, style={"facade": 0}, output_type="np").images[0]
+    b = facades(
+        ids, style={"facade": int(facades.style_bank.num_clusters[1]) - 1}, output_type="np"
+    ).images[0]
+    facade_pixels = ids == 1
+    assert np.abs(a - b)[facade_pixels].mean() > 0.02
+
+
+def test_bundled_card_records_the_training_and_evaluation():
+    if not (FACADES / "README.md").is_file():
+        pytest.skip("models/facades is not bundled")
+    card = (FACADES / "README.md").read_text()
+    assert "pipeline_tag: image-to-image" in card and "train_accelerate.py" in card
+    metrics = FACADES / "evaluation" / "metrics.json"
+    if metrics.is_file():
+        values = json.loads(metrics.read_text())
+        assert "fid" in json.dumps(values).lower()
