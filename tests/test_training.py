@@ -151,6 +151,12 @@ def test_exact_resume_gives_identical_weights(tmp_path):
     assert any(not torch.equal(halfway[k], a[k]) for k in a)
     config = json.loads((straight / "pipeline" / "training_config.json").read_text())
     assert config["max_steps"] == 6
+    # `hf-pix2pixhd export` rebuilds the same pipeline from the final checkpoint.
+    run([sys.executable, "-m", "hf_pix2pixhd.cli", "export", "--checkpoint", "latest",
+         "--out", str(tmp_path / "exported"), *pix2pix_overrides(data, straight)])  # fmt: skip
+    exported = load_file(tmp_path / "exported" / weights)
+    assert all(torch.equal(exported[k], a[k]) for k in a)
+    assert (tmp_path / "exported" / "README.md").is_file()
 
 
 KILL_SCRIPT = textwrap.dedent(
