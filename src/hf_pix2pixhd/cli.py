@@ -111,9 +111,10 @@ def _add_encode_styles(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run the pipeline's feature encoder over a label-map dataset, take one feature per "
             "instance (connected regions of a class where there are no instance maps), run "
-            "K-means per class and save the pipeline with the resulting style bank. Data "
-            "options default to the training run's (training_config.json in the model "
-            "folder), without flips."
+            "K-means per class and save the pipeline with the resulting style bank. For sketch "
+            "and rgb models every photo is one instance of a single class 'style' (the whole "
+            "image), so the styles are global colour and texture codes. Data options default "
+            "to the training run's (training_config.json in the model folder), without flips."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="pipeline folder")
@@ -183,12 +184,13 @@ def _styles_data_config(
         raise ValueError("No dataset: pass --data PATH (the model records no training data).")
     if args.instance_map is not None:
         values["use_instance_map"] = args.instance_map
-    values.setdefault("use_instance_map", pipe.config.use_instance_map)
-    values.setdefault("label_nc", pipe.config.label_nc)
-    if values.get("palette") is None:
-        values["palette"] = pipe.config.palette
+    if pipe.config.input_kind == "labels":
+        values.setdefault("use_instance_map", pipe.config.use_instance_map)
+        values.setdefault("label_nc", pipe.config.label_nc)
+        if values.get("palette") is None:
+            values["palette"] = pipe.config.palette
     values.update(
-        input_kind="labels",
+        input_kind=pipe.config.input_kind,
         flip=False,
         streaming=False,
         size_multiple=max(int(values.get("size_multiple", 1)), multiple),
@@ -225,14 +227,14 @@ def _run_encode_styles(args: argparse.Namespace) -> int:
             f"The pipeline in {args.model} has no feature encoder: styles need a pix2pixHD "
             "model trained with model.use_encoder=true."
         )
-    if pipe.config.input_kind != "labels" or not pipe.config.feature_nc:
-        raise ValueError("Styles need a label-map pipeline whose generator takes features.")
+    if not pipe.config.feature_nc:
+        raise ValueError("Styles need a pipeline whose generator takes features (feature_nc > 0).")
     multiple = max(pipe.size_multiple, pipe.encoder.size_multiple)
     dataset = build_dataset(_styles_data_config(args, pipe, multiple))
     bank = build_style_bank(
         pipe.encoder,
         dataset,
-        pipe.config.label_nc,
+        pipe.num_style_classes,
         n_clusters=args.n_clusters,
         feature=args.feature,
         min_area_fraction=args.min_area,
@@ -244,7 +246,7 @@ def _run_encode_styles(args: argparse.Namespace) -> int:
     pipe.set_style_bank(bank.to(pipe.device))
     out = args.out or args.model
     _save_pipeline(pipe, out, args.model)
-    names = pipe.config.class_names or [str(i) for i in range(pipe.config.label_nc)]
+    names = pipe.style_class_names or [str(i) for i in range(pipe.num_style_classes)]
     counts = {n: int(c) for n, c in zip(names, bank.num_clusters, strict=True) if c}
     print(f"styles per class: {json.dumps(counts)}")
     print(f"wrote {out}")
@@ -271,12 +273,18 @@ def _add_translate(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--style",
         action="append",
-        help="random | default | CLASS=IDX,... (class names or ids); repeat for several styles",
+        help="random | default | CLASS=IDX,... (class names or ids; style=IDX for sketch / rgb "
+        "models); repeat for several styles",
     )
     group.add_argument("--num-styles", type=int, default=1, help="random styles to draw")
     group.add_argument("--seed", type=int, help="seed for --style random")
     group.add_argument("--style-image", type=Path, help="reference photo")
-    group.add_argument("--style-labels", type=Path, help="the reference photo's label map")
+    group.add_argument(
+        "--style-labels",
+        type=Path,
+        help="the reference photo's label map (label-map models; sketch / rgb models take the "
+        "photo alone)",
+    )
     group.add_argument(
         "--style-mix", help="alpha (or alphas a,b,...) to interpolate between two styles"
     )
@@ -335,10 +343,8 @@ def _run_translate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    if (args.style_image is None) != (args.style_labels is None):
-        raise ValueError(
-            "--style-image and --style-labels go together (the reference photo and its label map)."
-        )
+    if args.style_labels is not None and args.style_image is None:
+        raise ValueError("--style-labels goes with --style-image (the reference photo).")
     styles = [parse_style(s) for s in args.style] if args.style else None
     style = styles[0] if styles and len(styles) == 1 else styles
     mix = None
@@ -350,7 +356,15 @@ def _run_translate(args: argparse.Namespace) -> int:
         mix = alphas[0] if len(alphas) == 1 else alphas
     inputs = _collect_inputs(args.inputs)
     pipe = _load_pipeline(args.model, _device(args.device))
-    reference = (str(args.style_image), str(args.style_labels)) if args.style_image else None
+    reference = None
+    if args.style_image is not None:
+        if args.style_labels is None and pipe.config.input_kind == "labels":
+            raise ValueError(
+                "--style-image and --style-labels go together for label-map models (the "
+                "reference photo and its label map)."
+            )
+        labels = str(args.style_labels) if args.style_labels is not None else None
+        reference = (str(args.style_image), labels)
     autocast = torch.bfloat16 if args.bf16 else None
     tables = None
     if style is not None or reference is not None or mix is not None or args.num_styles != 1:

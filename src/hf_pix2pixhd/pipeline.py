@@ -4,6 +4,10 @@ The pipeline bundles the generator (``translator``), an optional feature ``encod
 optional :class:`~hf_pix2pixhd.styles.StyleBank` (per-class styles), and the input conventions
 (input kind, palette, class names, instance maps) in ``model_index.json``, so
 ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` carry everything.
+
+Styles work for every input kind: label-map models pick a style per class; sketch and rgb
+models have one global style (the whole image is one instance of the single class
+``"style"``), a colour and texture code for the whole picture.
 """
 
 from __future__ import annotations
@@ -29,15 +33,26 @@ from .imaging import (
     tensor_to_pil,
 )
 from .labels import Palette, assemble_generator_input
-from .styles import StyleBank, encode_reference, paint_features, style_indices
+from .styles import (
+    GLOBAL_STYLE_CLASS,
+    StyleBank,
+    class_id,
+    encode_reference,
+    paint_features,
+    style_indices,
+)
 
 INPUT_KINDS = ("rgb", "sketch", "labels")
 OUTPUT_TYPES = ("pil", "np", "pt")
 
-#: One style: ``{class id or name: cluster index}`` (other classes at cluster 0, the largest),
-#: ``"random"`` or ``"default"``.
-#: or a ``(label_nc, feature_nc)`` table from :meth:`Pix2PixHDPipeline.style_tables`.
+#: One style: ``{class id or name: cluster index}`` (other classes at cluster 0, the largest;
+#: ``{"style": k}`` or ``{0: k}`` for sketch / rgb models), ``"random"`` or ``"default"``,
+#: or a ``(num_style_classes, feature_nc)`` table from :meth:`Pix2PixHDPipeline.style_tables`.
 StyleSpec = Mapping[int | str, int] | str | torch.Tensor
+
+#: A reference photo for ``style_image``: ``(photo, label_map)`` for label-map models; the photo
+#: alone, or ``(photo, None)``, for sketch / rgb models.
+StyleReference = ImageInput | tuple[ImageInput, ImageInput | None]
 
 
 @dataclass
@@ -56,7 +71,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             :class:`GlobalGenerator` or :class:`LocalEnhancerGenerator`).
         encoder: optional :class:`FeatureEncoder` for pix2pixHD feature (style) channels.
         style_bank: optional :class:`~hf_pix2pixhd.styles.StyleBank`, the per-class styles to
-            pick from (``hf-pix2pixhd encode-styles`` or :meth:`set_style_bank` adds one).
+            pick from (``hf-pix2pixhd encode-styles`` or :meth:`set_style_bank` adds one); one
+            global class, ``"style"``, for sketch / rgb models.
         input_kind: ``"rgb"`` (an image in, e.g. a colour label rendering for pix2pix),
             ``"sketch"`` (black strokes on white) or ``"labels"`` (class ids, one-hot encoded).
         label_nc: number of classes for ``"labels"``.
@@ -64,7 +80,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             is snapped to the nearest colour). Stored in ``model_index.json``.
         class_names: names of the classes, for UIs.
         use_instance_map: the generator takes an instance-boundary channel after the one-hot.
-        feature_nc: encoder feature channels the generator takes after those.
+        feature_nc: encoder feature channels the generator takes after those (after the image
+            channels for ``"sketch"`` / ``"rgb"``, whose styles are global).
         resize_mode: ``"pad"`` (edge-pad to the size the network needs, crop back) or
             ``"resize"`` (resize to the nearest valid size and back).
     """
@@ -126,11 +143,27 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"The palette has {len(cfg.palette)} colours but label_nc is {cfg.label_nc}."
                 )
+        elif cfg.feature_nc:
+            if self.image_channels not in (1, 3):
+                raise ValueError(
+                    f"The translator takes {expected} input channels, but input_kind="
+                    f"{cfg.input_kind!r} feeds 3 (or 1) image channels + feature_nc="
+                    f"{cfg.feature_nc} = {3 + cfg.feature_nc} (or {1 + cfg.feature_nc}). Make "
+                    "them agree."
+                )
         elif expected not in (1, 3):
             raise ValueError(
                 f"input_kind={cfg.input_kind!r} feeds 1 or 3 channels, but the translator takes "
-                f"{expected}; use input_kind='labels' with label_nc for label-map models."
+                f"{expected}; use input_kind='labels' with label_nc for label-map models, or "
+                "set feature_nc for a model trained with a feature encoder."
             )
+        if cfg.feature_nc and self.encoder is not None:
+            encoded = self.encoder.config.out_channels
+            if encoded != cfg.feature_nc:
+                raise ValueError(
+                    f"The encoder gives {encoded} feature channels, but feature_nc is "
+                    f"{cfg.feature_nc}."
+                )
         if cfg.class_names is not None and cfg.label_nc and len(cfg.class_names) != cfg.label_nc:
             raise ValueError(
                 f"{len(cfg.class_names)} class names given for label_nc={cfg.label_nc}."
@@ -143,12 +176,17 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         if not isinstance(bank, StyleBank):
             raise TypeError(f"style_bank must be a StyleBank, got {type(bank).__name__}.")
         cfg = self.config
-        expected = (cfg.label_nc, cfg.feature_nc)
+        expected = (self.num_style_classes, cfg.feature_nc)
         if (bank.config.num_classes, bank.config.feature_nc) != expected:
+            classes = (
+                f"label_nc={cfg.label_nc}"
+                if cfg.input_kind == "labels"
+                else f"1 global style class (input_kind={cfg.input_kind!r})"
+            )
             raise ValueError(
                 f"The style bank has {bank.config.num_classes} classes x "
-                f"{bank.config.feature_nc} features, but this pipeline has label_nc="
-                f"{cfg.label_nc} and feature_nc={cfg.feature_nc}."
+                f"{bank.config.feature_nc} features, but this pipeline has {classes} and "
+                f"feature_nc={cfg.feature_nc}."
             )
 
     def set_style_bank(self, bank: StyleBank | None) -> Pix2PixHDPipeline:
@@ -157,6 +195,25 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         self._check_style_bank(bank)
         self.register_modules(style_bank=bank)
         return self
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of a sketch / rgb input: the translator's inputs less ``feature_nc``."""
+        return self.translator.config.in_channels - self.config.feature_nc
+
+    @property
+    def num_style_classes(self) -> int:
+        """Classes that styles are chosen per: ``label_nc``, or 1 (the whole image) for
+        sketch / rgb models."""
+        return self.config.label_nc if self.config.input_kind == "labels" else 1
+
+    @property
+    def style_class_names(self) -> list[str] | None:
+        """Names of the style classes: the class names of a label-map model (None without), or
+        ``["style"]``, the one global class of a sketch / rgb model."""
+        if self.config.input_kind != "labels":
+            return [GLOBAL_STYLE_CLASS]
+        return list(self.config.class_names) if self.config.class_names else None
 
     @property
     def palette(self) -> Palette | None:
@@ -221,12 +278,20 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         """One input as the translator's ``(S, C, H, W)`` float tensor (before padding).
 
         ``S`` is 1, or the number of styles: ``features`` ``(S, feature_nc, H, W)``, or
-        ``style_tables`` ``(S, label_nc, feature_nc)`` per-class features painted over the
-        label map (see :meth:`style_tables`).
+        ``style_tables`` ``(S, num_style_classes, feature_nc)`` per-class features painted over
+        the label map, or over the whole image for sketch / rgb models (see
+        :meth:`style_tables`).
         """
         cfg = self.config
         if cfg.input_kind != "labels":
-            return image_to_tensor(image, self.translator.config.in_channels)
+            pixels = image_to_tensor(image, self.image_channels)
+            if not cfg.feature_nc:
+                return pixels
+            # The whole image is one instance of the single style class.
+            whole = torch.zeros(1, 1, *pixels.shape[-2:], dtype=torch.long)
+            features = self._feature_input(whole, features, style_tables)
+            pixels = pixels.expand(features.shape[0], -1, -1, -1)
+            return torch.cat([pixels, features.to(pixels.device, pixels.dtype)], 1)
         ids = self.label_ids(image)
         instances = None
         if cfg.use_instance_map:
@@ -239,40 +304,70 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                     f"map's {tuple(ids.shape[-2:])}."
                 )
         if cfg.feature_nc:
-            if style_tables is not None:
-                features = paint_features(style_tables.float().cpu(), ids)
-            if features is None:
-                raise ValueError(
-                    f"This model takes {cfg.feature_nc} encoder feature channels: pass "
-                    "features=(1, feature_nc, H, W), style=... (with a style bank) or "
-                    "style_image=(photo, label_map)."
-                )
-            features = features if features.ndim == 4 else features.unsqueeze(0)
+            features = self._feature_input(ids, features, style_tables)
             if features.shape[0] > 1:  # several styles of one label map
                 count = features.shape[0]
                 ids = ids.expand(count, -1, -1, -1)
                 instances = instances.expand(count, -1, -1, -1) if instances is not None else None
         return assemble_generator_input(ids, cfg.label_nc, instances, features)
 
+    def _feature_input(
+        self,
+        ids: torch.Tensor,
+        features: torch.Tensor | None,
+        style_tables: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``(S, feature_nc, H, W)`` feature channels for a ``(1, 1, H, W)`` map of style class
+        ids: ``features`` as given, or ``style_tables`` painted over ``ids``."""
+        cfg = self.config
+        if style_tables is not None:
+            features = paint_features(style_tables.float().cpu(), ids)
+        if features is None:
+            raise ValueError(
+                f"This model takes {cfg.feature_nc} encoder feature channels: pass "
+                "features=(1, feature_nc, H, W), style=... (with a style bank) or "
+                f"{self._reference_hint}."
+            )
+        features = features if features.ndim == 4 else features.unsqueeze(0)
+        expected = (cfg.feature_nc, *ids.shape[-2:])
+        if features.ndim != 4 or tuple(features.shape[1:]) != expected:
+            raise ValueError(
+                f"features must be (S, feature_nc, H, W) = (S, {', '.join(map(str, expected))})"
+                f" for this input, got {tuple(features.shape)}."
+            )
+        return features
+
     # -- styles ----------------------------------------------------------------------------
+
+    @property
+    def _reference_hint(self) -> str:
+        if self.config.input_kind == "labels":
+            return "style_image=(photo, label_map)"
+        return "style_image=photo"
 
     def _require_style_bank(self, what: str) -> StyleBank:
         if self.style_bank is None:
             raise ValueError(
                 f"{what} needs a style bank, and this pipeline has none: run `hf-pix2pixhd "
                 "encode-styles --model DIR --data PATH` (or styles.build_style_bank + "
-                "set_style_bank) first, or use style_image=(photo, label_map)."
+                f"set_style_bank) first, or use {self._reference_hint}."
             )
         return self.style_bank
 
     def encode_style_image(
-        self, photo: ImageInput, label_map: ImageInput, autocast_dtype: torch.dtype | None = None
+        self,
+        photo: ImageInput,
+        label_map: ImageInput | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """The per-class features of a reference photo, ``(label_nc, feature_nc)`` float32.
+        """The per-class features of a reference photo, ``(num_style_classes, feature_nc)``
+        float32.
 
-        Classes the reference does not show get the default style (cluster 0 of the style
-        bank), or 0 without a bank. ``label_map``: the photo's class ids (or colours with the
-        palette), the same size as the photo.
+        Label-map models: ``label_map`` holds the photo's class ids (or colours with the
+        palette), the same size as the photo; classes the reference does not show get the
+        default style (cluster 0 of the style bank), or 0 without a bank. Sketch / rgb models
+        take the photo alone (``label_map`` None): its mean feature over the whole image, the
+        one global style.
         """
         if self.encoder is None:
             raise ValueError(
@@ -281,7 +376,21 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 "style bank."
             )
         pixels = image_to_tensor(photo, 3)
-        ids = self.label_ids(label_map)
+        kind = self.config.input_kind
+        if kind != "labels":
+            if label_map is not None:
+                raise ValueError(
+                    f"This {kind} model has one global style, taken from the whole reference "
+                    "photo: pass style_image=photo (or (photo, None)), without a label map."
+                )
+            ids = torch.zeros(1, 1, *pixels.shape[-2:], dtype=torch.long)
+        elif label_map is None:
+            raise ValueError(
+                "A label-map model needs the reference photo's label map: "
+                "style_image=(photo, label_map)."
+            )
+        else:
+            ids = self.label_ids(label_map)
         if pixels.shape[-2:] != ids.shape[-2:]:
             raise ValueError(
                 f"The reference photo is {pixels.shape[-1]}x{pixels.shape[-2]} (WxH) but its "
@@ -291,7 +400,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             self.encoder,
             pixels.to(self.device),
             ids.to(self.device),
-            self.config.label_nc,
+            self.num_style_classes,
             autocast_dtype,
         )
         if self.style_bank is not None:
@@ -302,29 +411,28 @@ class Pix2PixHDPipeline(DiffusionPipeline):
     def style_tables(
         self,
         style: StyleSpec | Sequence[StyleSpec] | None = None,
-        style_image: tuple[ImageInput, ImageInput]
-        | Sequence[tuple[ImageInput, ImageInput]]
-        | None = None,
+        style_image: StyleReference | Sequence[StyleReference] | None = None,
         style_mix: float | Sequence[float] | None = None,
         num_styles: int = 1,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         autocast_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Resolve style arguments (see :meth:`__call__`) to ``(S, label_nc, feature_nc)``
-        float32 per-class feature tables, one per output style."""
+        """Resolve style arguments (see :meth:`__call__`) to ``(S, num_style_classes,
+        feature_nc)`` float32 per-class feature tables, one per output style."""
         cfg = self.config
-        if cfg.input_kind != "labels" or not cfg.feature_nc:
+        if not cfg.feature_nc:
             raise ValueError(
                 "This model takes no encoder feature channels (feature_nc=0), so it has no "
-                "styles: styles need a pix2pixHD label-map model trained with a feature encoder."
+                "styles: styles need a pix2pixHD model trained with a feature encoder "
+                "(model.use_encoder=true)."
             )
         if generator is not None and seed is not None:
             raise ValueError("Pass generator= or seed=, not both.")
         if seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         specs = _style_specs(style, num_styles, style_image)
-        references = _reference_pairs(style_image)
+        references = _reference_pairs(style_image, photo_alone=cfg.input_kind != "labels")
         if not specs and not references:
             specs = ["default"]
         tables = [self._style_table(spec, generator) for spec in specs]
@@ -348,18 +456,30 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         return (1 - weights) * tables[0] + weights * tables[1]
 
     def _style_table(self, spec: StyleSpec, generator: torch.Generator | None) -> torch.Tensor:
-        """One style as a ``(label_nc, feature_nc)`` float32 table."""
+        """One style as a ``(num_style_classes, feature_nc)`` float32 table."""
         cfg = self.config
         if isinstance(spec, torch.Tensor):
-            if tuple(spec.shape) != (cfg.label_nc, cfg.feature_nc):
+            if tuple(spec.shape) != (self.num_style_classes, cfg.feature_nc):
                 raise ValueError(
-                    f"A style table must be (label_nc, feature_nc) = ({cfg.label_nc}, "
-                    f"{cfg.feature_nc}), or a stack of them; got {tuple(spec.shape)}."
+                    f"A style table must be (num_style_classes, feature_nc) = "
+                    f"({self.num_style_classes}, {cfg.feature_nc}), or a stack of them; got "
+                    f"{tuple(spec.shape)}."
                 )
             return spec.detach().float().cpu()
         if isinstance(spec, Mapping):
             bank = self._require_style_bank("Choosing cluster indices (style={...})")
-            indices = style_indices(spec, bank, cfg.class_names)
+            names = self.style_class_names
+            if cfg.input_kind != "labels":
+                for key in spec:
+                    try:
+                        class_id(key, 1, names)
+                    except ValueError:
+                        raise ValueError(
+                            f"This {cfg.input_kind} model has one global style class: choose "
+                            f"its cluster with {{{GLOBAL_STYLE_CLASS!r}: k}} (or {{0: k}}); got "
+                            f"the key {key!r}."
+                        ) from None
+            indices = style_indices(spec, bank, names)
         elif isinstance(spec, str):
             if spec not in ("random", "default"):
                 raise ValueError(
@@ -413,9 +533,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         autocast_dtype: torch.dtype | None = None,
         paper_test_mode: bool = False,
         style: StyleSpec | Sequence[StyleSpec] | None = None,
-        style_image: tuple[ImageInput, ImageInput]
-        | Sequence[tuple[ImageInput, ImageInput]]
-        | None = None,
+        style_image: StyleReference | Sequence[StyleReference] | None = None,
         style_mix: float | Sequence[float] | None = None,
         num_styles: int = 1,
         generator: torch.Generator | None = None,
@@ -435,14 +553,16 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             paper_test_mode: pix2pix's test-time behaviour (dropout on, BatchNorm with batch
                 statistics) instead of eval mode. Running statistics are left untouched.
             style: for models with encoder features: ``{class id or name: cluster index}``
-                (other classes at cluster 0, the largest cluster of the style bank),
+                (other classes at cluster 0, the largest cluster of the style bank; sketch /
+                rgb models have one global class, ``{"style": k}`` or ``{0: k}``),
                 ``"random"`` (a random cluster per class), ``"default"``, tables from
                 :meth:`style_tables` (to reuse a resolved style), or a list of those (one
                 output per style). Without ``features``/``style``/``style_image``, a
                 model with a style bank uses ``"default"``.
             style_image: ``(photo, label_map)``: use the per-class features of a reference
                 photo (classes it lacks take the default style); a list of pairs for several.
-                Its styles come after those of ``style``.
+                Sketch / rgb models take the photo alone (or ``(photo, None)``), or a list of
+                photos: its whole-image feature. Its styles come after those of ``style``.
             style_mix: ``alpha`` in ``[0, 1]`` (or a list of them) to interpolate between
                 exactly two styles, ``(1 - alpha) * first + alpha * second``: one output per
                 alpha.
@@ -451,7 +571,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
 
         Every input comes out once per style, inputs first: output ``i * S + s`` is input
         ``i`` in style ``s``. The chosen per-class feature is painted over every instance of
-        the class (the official test-time behaviour).
+        the class (the official test-time behaviour); over the whole image for sketch / rgb
+        models.
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
@@ -524,18 +645,27 @@ def _style_specs(style: object, num_styles: int, style_image: object) -> list:
     return specs
 
 
-def _reference_pairs(style_image: object) -> list[tuple[ImageInput, ImageInput]]:
-    """``style_image`` as a list of ``(photo, label_map)`` pairs (a tuple is one pair)."""
+def _reference_pairs(
+    style_image: object, photo_alone: bool = False
+) -> list[tuple[ImageInput, ImageInput | None]]:
+    """``style_image`` as a list of ``(photo, label_map)`` pairs (a tuple is one pair). With
+    ``photo_alone`` (sketch / rgb models) a photo may also stand alone: ``(photo, None)``."""
     if style_image is None:
         return []
-    pairs = [style_image] if isinstance(style_image, tuple) else style_image
-    if not isinstance(pairs, list) or not all(
-        isinstance(p, tuple | list) and len(p) == 2 for p in pairs
-    ):
-        raise ValueError(
-            "style_image must be a (photo, label_map) tuple, or a list of such tuples."
-        )
-    return [tuple(p) for p in pairs]
+    items = style_image if isinstance(style_image, list) else [style_image]
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple | list) and len(item) == 2:
+            pairs.append(tuple(item))
+        elif photo_alone and not isinstance(item, tuple | list):
+            pairs.append((item, None))
+        else:
+            raise ValueError(
+                "style_image must be a photo (or a (photo, None) tuple), or a list of them."
+                if photo_alone
+                else "style_image must be a (photo, label_map) tuple, or a list of such tuples."
+            )
+    return pairs
 
 
 def compile_for_inference(module: nn.Module) -> Callable[..., torch.Tensor]:

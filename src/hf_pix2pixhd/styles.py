@@ -16,6 +16,10 @@ In pix2pixHD the label map fixes the layout and a few feature channels from the 
    the label map, as the official test code does.
 
 :func:`build_style_bank` does 1 and 2 in one call; ``hf-pix2pixhd encode-styles`` wraps it.
+
+Sketch and rgb models have no classes: the whole image is one instance of a single pseudo-class
+(:data:`GLOBAL_STYLE_CLASS`, id 0), so their styles are global colour and texture codes and
+their style bank has ``num_classes=1``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .models.encoder import FeatureEncoder, instance_average_pool, instance_segm
 
 __all__ = [
     "FEATURE_MODES",
+    "GLOBAL_STYLE_CLASS",
     "InstanceFeatures",
     "StyleBank",
     "build_style_bank",
@@ -57,6 +62,9 @@ FEATURE_MODES = ("centre", "mean")
 #: (``num / (h * w // 32) > 0.5`` in pix2pixHD's encode_features.py).
 MIN_AREA_FRACTION = 1 / 64
 
+#: The name of the single style class of sketch / rgb models (id 0): the whole image.
+GLOBAL_STYLE_CLASS = "style"
+
 
 class StyleBank(ModelMixin, ConfigMixin):
     """Per-class K-means centres of encoder features: the styles a user can pick from.
@@ -74,7 +82,8 @@ class StyleBank(ModelMixin, ConfigMixin):
             instances' pixels in the training photos: a preview of each style for UIs.
 
     Args:
-        num_classes: the pipeline's ``label_nc``.
+        num_classes: the pipeline's ``label_nc``; 1 for sketch / rgb models (one global style
+            class, :data:`GLOBAL_STYLE_CLASS`).
         feature_nc: encoder feature channels (the pipeline's ``feature_nc``).
         max_clusters: clusters per class at most (K-means ``n_clusters``).
         feature: how instance features were taken (one of :data:`FEATURE_MODES`); a record.
@@ -438,13 +447,15 @@ def encode_dataset(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> InstanceFeatures:
-    """Encode every instance of a label-map dataset (see :func:`encode_instances`).
+    """Encode every instance of a dataset (see :func:`encode_instances`).
 
     Args:
         encoder: the trained feature encoder (any device; instances are gathered on CPU).
         dataset: items with ``"target"`` ``(3, H, W)`` photos in ``[-1, 1]``, ``"label"``
             ``(1, H, W)`` int64 and optionally ``"instance"`` ``(1, H, W)`` int64, e.g.
             :func:`hf_pix2pixhd.data.build_dataset` with ``input_kind="labels"`` and no flip.
+            Items without ``"label"`` (sketch / rgb data) are one instance of class 0 each,
+            the whole image, as the encoder pooled in training: one global code per photo.
         feature: ``"centre"`` or ``"mean"``.
         batch_size: images per encoder forward pass (items of one size are batched).
         num_workers: DataLoader workers that decode images while the encoder runs.
@@ -463,16 +474,20 @@ def encode_dataset(
     with tqdm(total=total, desc="encoding styles", unit="img", disable=not progress) as bar:
         for items in loader:
             for group in _group_items(items):
-                if "label" not in group[0] or "target" not in group[0]:
+                if "target" not in group[0]:
                     raise ValueError(
-                        "Encoding styles needs label-map data with photos: items with 'label' "
-                        "and 'target' (build the dataset with input_kind='labels')."
+                        "Encoding styles needs data with photos: items with 'target' (and "
+                        "'label' for label-map models)."
                     )
                 photos = torch.stack([item["target"] for item in group])
-                labels = torch.stack([item["label"] for item in group])
-                instances = None
-                if _has_instance_map(group[0]):
-                    instances = torch.stack([item["instance"] for item in group])
+                if "label" in group[0]:
+                    labels = torch.stack([item["label"] for item in group])
+                    instances = None
+                    if _has_instance_map(group[0]):
+                        instances = torch.stack([item["instance"] for item in group])
+                else:  # sketch / rgb: the whole image is one instance of class 0
+                    labels = torch.zeros(len(group), 1, *photos.shape[-2:], dtype=torch.long)
+                    instances = labels
                 parts.append(
                     encode_instances(encoder, photos, labels, instances, feature, autocast_dtype)
                 )
@@ -513,7 +528,7 @@ def cluster_styles(
 
     Args:
         instances: from :func:`encode_dataset`.
-        num_classes: the pipeline's ``label_nc``.
+        num_classes: the pipeline's ``label_nc`` (1 for sketch / rgb models).
         n_clusters: clusters per class at most (fewer when a class has fewer distinct points).
         min_area_fraction: keep instances with ``area > min_area_fraction * H * W``.
         seed: K-means seed.

@@ -42,7 +42,12 @@ colour and texture. Clustering the codes of the training photos per class (K-mea
 def legend_html(model: ServedModel) -> str:
     """Class names next to their colours, and each class's style swatches."""
     if model.kind != "labels" or model.palette is None:
-        return "<p>Draw black strokes on white: the model turns the sketch into a photo.</p>"
+        text = "<p>Draw black strokes on white: the model turns the sketch into a photo.</p>"
+        global_styles = _swatches(model).get(0, [])
+        if len(global_styles):  # one global style class ("style=K" in the style code)
+            chips = "".join(_chip(rgb, 14, f"style {k}") for k, rgb in enumerate(global_styles))
+            text += f"<p>Styles (style=K): {chips}</p>"
+        return text
     rows = []
     swatches = _swatches(model)
     names_and_colours = zip(model.class_names, model.palette.colors, strict=True)
@@ -75,7 +80,7 @@ def _swatches(model: ServedModel) -> dict[int, list[tuple[int, int, int]]]:
     bank = model.style_bank
     if bank is None or not hasattr(bank, "swatches_for"):
         return {}
-    return {i: bank.swatches_for(i) for i in range(model.pipeline.config.label_nc)}
+    return {i: bank.swatches_for(i) for i in range(int(bank.config.num_classes))}
 
 
 def blank_canvas(model: ServedModel) -> PIL.Image.Image:

@@ -113,7 +113,13 @@ def _default_style_features(pipeline: Any) -> Callable[[list[dict[str, Any]]], t
     tables = pipeline.style_tables("default")
 
     def features(items: list[dict[str, Any]]) -> torch.Tensor:
-        return torch.cat([paint_features(tables, item["label"]) for item in items])
+        # Sketch / rgb models have one global style class painted over the whole image.
+        return torch.cat(
+            [
+                paint_features(tables, item.get("label", torch.zeros_like(item["target"][:1])))
+                for item in items
+            ]
+        )
 
     return features
 

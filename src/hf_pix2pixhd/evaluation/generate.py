@@ -66,8 +66,11 @@ def _encode_target_features(pipeline: Any, items: list[dict[str, Any]]) -> torch
             "pass features_fn to evaluate_pipeline"
         )
     targets = torch.stack([item["target"] for item in items])
-    instances = torch.stack([item.get("instance", item.get("label")) for item in items])
     height, width = targets.shape[-2:]
+    if "label" in items[0]:
+        instances = torch.stack([item.get("instance", item["label"]) for item in items])
+    else:  # sketch / rgb models: the whole image is one instance (global style codes)
+        instances = torch.zeros(len(items), 1, height, width, dtype=torch.long)
     multiple = encoder.size_multiple
     targets, _ = pad_to_multiple(targets, multiple)
     instances, _ = pad_to_multiple(instances, multiple)

@@ -36,7 +36,9 @@ class ModelConfig:
     n_layers_d: int = 3
     norm_d: str = "batch"
     num_d: int = 2
-    use_encoder: bool = False  # pix2pixHD feature encoder, trained jointly with G
+    # pix2pixHD feature encoder, trained jointly with G; it pools per instance for label maps,
+    # over the whole image for sketch / rgb inputs (global style codes)
+    use_encoder: bool = False
     feature_nc: int = 3
     nef: int = 16
     n_downsampling_e: int = 4
@@ -99,10 +101,29 @@ class TrainConfig:
             )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError("mixed_precision must be no, bf16 or fp16.")
-        if self.model.use_encoder and self.data.input_kind != "labels":
-            raise ValueError("model.use_encoder needs data.input_kind 'labels' (instance pooling).")
+        self._check_global_style_code()
         if self.export_best and self.validation_fraction <= 0:
             raise ValueError("export_best needs validation_fraction > 0 to have a validation set.")
+
+    def _check_global_style_code(self) -> None:
+        """Reject encoder setups where G provably cannot see the style code.
+
+        For sketch / rgb inputs the encoder's code is global: a spatially constant map. The
+        ResNet-style generators (resnet, global, local) normalise right after their first
+        convolution, and a per-sample norm (instance norm, or batch norm over one sample)
+        subtracts a constant map exactly: G would ignore the styles and E get no gradient.
+        """
+        m = self.model
+        if not m.use_encoder or self.data.input_kind == "labels" or m.generator == "unet":
+            return
+        if m.norm_g == "instance" or (m.norm_g == "batch" and self.batch_size < 2):
+            raise ValueError(
+                f"model.use_encoder with data.input_kind {self.data.input_kind!r} gives G one "
+                f"global style code (a constant map), and the {m.norm_g} norm after the first "
+                f"convolution of the {m.generator!r} generator removes it exactly"
+                f"{' at batch_size 1' if m.norm_g == 'batch' else ''}: G would ignore the "
+                "styles. Use model.norm_g batch with batch_size >= 2 (or model.generator unet)."
+            )
 
     @property
     def total_epochs(self) -> int:

@@ -83,7 +83,8 @@ def _load_generator(path: str) -> GlobalGenerator:
 @dataclass
 class PreparedBatch:
     """Network inputs for one batch: G's input (without encoder features), D's condition,
-    the real image, and the instance map the encoder pools over."""
+    the real image, and the instance map the encoder pools over (``(N, 1, H, W)`` int64; for
+    sketch / rgb inputs all zeros, one instance per image, so the features are global)."""
 
     generator_input: torch.Tensor
     condition: torch.Tensor
@@ -96,7 +97,11 @@ def prepare_batch(batch: dict, config: TrainConfig) -> PreparedBatch:
     data = config.data
     real = batch["target"]
     if data.input_kind != "labels":
-        return PreparedBatch(batch["input"], batch["input"], real, None)
+        # The whole image is one instance: the encoder gives one global code per photo.
+        whole = None
+        if config.model.use_encoder:
+            whole = torch.zeros_like(real[:, :1], dtype=torch.long)
+        return PreparedBatch(batch["input"], batch["input"], real, whole)
     labels = batch["label"]
     instances = batch.get("instance") if data.use_instance_map else None
     if config.model.use_encoder and instances is None:
