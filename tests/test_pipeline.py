@@ -10,6 +10,7 @@ import PIL.Image
 import pytest
 import torch
 
+import hf_pix2pixhd
 from hf_pix2pixhd import GlobalGenerator, UNetGenerator
 from hf_pix2pixhd.imaging import ImageReadError
 from hf_pix2pixhd.labels import NotAPaletteImageError
@@ -43,6 +44,7 @@ def test_round_trip_is_bit_identical(label_pipe, tmp_path):
     before = label_pipe(ids, output_type="pt").images
     label_pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
+    assert getattr(hf_pix2pixhd, index["_class_name"]) is Pix2PixHDPipeline
     assert index["translator"] == ["hf_pix2pixhd.models.hd_generator", "GlobalGenerator"]
     assert index["palette"] == PALETTE and index["class_names"][0] == "sky"
     assert list((tmp_path / "translator").glob("*.safetensors"))

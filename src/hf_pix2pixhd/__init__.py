@@ -11,6 +11,7 @@ from .models import (
     VGGFeatures,
     instance_average_pool,
 )
+from .pipeline import Pix2PixHDPipeline, Pix2PixHDPipelineOutput
 from .styles import StyleBank, build_style_bank, cluster_styles, encode_dataset
 
 __version__ = "0.1.0"
@@ -21,6 +22,8 @@ __all__ = [
     "LocalEnhancerGenerator",
     "MultiScaleDiscriminator",
     "PatchGANDiscriminator",
+    "Pix2PixHDPipeline",
+    "Pix2PixHDPipelineOutput",
     "ResnetGenerator",
     "StyleBank",
     "UNetGenerator",
