@@ -85,6 +85,14 @@ def test_discriminator_loss_is_half_the_sum_and_generator_terms():
     assert loss_g.item() == pytest.approx(102.25)
 
 
+def test_lambda_gan_zero_is_the_l1_only_ablation():
+    condition = torch.zeros(1, 3, 4, 4)
+    real, fake = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), -0.5)
+    objective = Objective(_config("pix2pix", gan_mode="lsgan", lambda_gan=0.0))
+    loss_g, logs = objective.generator_loss(_mean_discriminator, condition, real, fake)
+    assert logs["G_GAN"] == 0.0 and loss_g.item() == pytest.approx(100.0)
+
+
 def test_pix2pixhd_generator_loss_uses_feature_matching(monkeypatch):
     condition = torch.zeros(1, 3, 4, 4)
     real, fake = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), -0.5)

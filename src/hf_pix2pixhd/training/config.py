@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     # objective
     gan_mode: str = "vanilla"
+    lambda_gan: float = 1.0  # 0 gives the L1-only ablation of the pix2pix paper
     lambda_l1: float = 100.0
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0

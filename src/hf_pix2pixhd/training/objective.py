@@ -26,6 +26,7 @@ class Objective(nn.Module):
         super().__init__()
         self.recipe = config.model.recipe
         self.gan = GANLoss(config.gan_mode)
+        self.lambda_gan = config.lambda_gan
         self.lambda_l1 = config.lambda_l1
         self.lambda_feat = config.lambda_feat
         self.lambda_vgg = config.lambda_vgg
@@ -57,7 +58,7 @@ class Objective(nn.Module):
         (detached) for feature matching as the official code does; computed if not given.
         """
         pred_fake = discriminate(torch.cat([condition, fake], 1))
-        loss_gan = self.gan(pred_fake, True, for_discriminator=False)
+        loss_gan = self.gan(pred_fake, True, for_discriminator=False) * self.lambda_gan
         logs = {"G_GAN": loss_gan.item()}
         total = loss_gan
         if self.recipe == "pix2pix":
