@@ -29,6 +29,7 @@ def run(command: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the run's YAML preset")
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--out", type=Path, default=REPO / "models" / "facades")
     parser.add_argument("--wall-time", default=None, help="training wall time, for the card")
