@@ -42,7 +42,7 @@ def main() -> None:
             *CLI,
             "export",
             "--config",
-            str(CONFIG),
+            str(args.config),
             "--checkpoint",
             args.checkpoint,
             "--out",
@@ -93,7 +93,7 @@ def main() -> None:
     )
     hardware = args.hardware + (f"; {args.wall_time} of training" if args.wall_time else "")
     render_model_card(
-        load_config(CONFIG),
+        load_config(args.config),
         staging,
         metrics,
         extra={
