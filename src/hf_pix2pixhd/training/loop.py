@@ -85,6 +85,7 @@ class Trainer:
     """Runs one training job described by a :class:`TrainConfig`."""
 
     def __init__(self, config: TrainConfig) -> None:
+        _check_tracker(config.tracker)
         data_config, self.palette = resolve_palette(config.data)
         config = dataclasses.replace(config, data=data_config)
         self.config = config
@@ -413,6 +414,18 @@ class Trainer:
                 push_folder_to_hub(folder, self.config)
         accelerator.wait_for_everyone()
         return folder
+
+
+def _check_tracker(tracker: str | None) -> None:
+    """Fail early and clearly: Accelerate silently logs nothing for a missing tracker."""
+    if tracker == "tensorboard":
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ValueError(
+                "tracker 'tensorboard' needs the tensorboard package: pip install tensorboard, "
+                "or pass --tracker null to train without logging."
+            )
 
 
 def _to_device(loader: DataLoader, device: torch.device, skip: int) -> Iterable[dict]:
