@@ -35,7 +35,8 @@ def checkpoint_step(path: str | Path) -> int:
 
 
 def resolve_resume(resume: str, folder: str | Path) -> Path:
-    """``"latest"`` -> the newest complete checkpoint in ``folder``; a path -> itself."""
+    """``"latest"`` -> the newest complete checkpoint in ``folder``; a path -> itself; a bare
+    ``checkpoint-<step>`` name -> that checkpoint in ``folder``."""
     if resume == "latest":
         checkpoints = list_checkpoints(folder)
         if not checkpoints:
@@ -45,6 +46,8 @@ def resolve_resume(resume: str, folder: str | Path) -> Path:
             )
         return checkpoints[-1]
     path = Path(resume)
+    if not path.is_dir() and (Path(folder) / resume).is_dir():
+        path = Path(folder) / resume
     if not path.is_dir() or not _PATTERN.match(path.name):
         raise FileNotFoundError(f"--resume {resume}: not a checkpoint-<step> folder.")
     return path
