@@ -198,9 +198,25 @@ def _styles_data_config(
     return DataConfig(**values)
 
 
+def _stored_dtype(model: Path):
+    """The dtype the pipeline's translator weights are stored in (e.g. fp16 for a bundle)."""
+    import torch
+    from safetensors import safe_open
+
+    names = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+    weights = sorted((Path(model) / "translator").glob("*.safetensors"))
+    if not weights:
+        return torch.float32
+    with safe_open(weights[0], "pt") as handle:
+        first = next(iter(handle.keys()))
+        return names.get(handle.get_slice(first).get_dtype(), torch.float32)
+
+
 def _save_pipeline(pipe: Pix2PixHDPipeline, out: Path, model: Path) -> None:
-    """Save; over the model's own folder, save beside it and move the files in one by one, so
-    weights the loaded pipeline may still map from disk are never overwritten in place."""
+    """Save in the precision the model was stored in; over the model's own folder, save beside
+    it and move the files in one by one, so weights the loaded pipeline may still map from disk
+    are never overwritten in place."""
+    pipe.to(_stored_dtype(model))
     if out.resolve() != model.resolve():
         pipe.save_pretrained(out)
         return
