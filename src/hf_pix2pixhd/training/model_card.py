@@ -31,24 +31,29 @@ def render_model_card(
     template = TEMPLATES / "pix2pixhd.md"
     if not template.is_file():
         raise FileNotFoundError(f"Model card template {template} is missing.")
-    samples = sorted(
-        (Path(config.output_dir) / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime
-    )
+    extra = extra or {}
     sample_image = None
-    if samples:
-        shutil.copyfile(samples[-1], folder / "samples.png")
-        sample_image = "samples.png"
+    if (folder / "samples.png").is_file() and extra.get("keep_samples"):
+        sample_image = "samples.png"  # e.g. the held-out evaluation grid, placed by the caller
+    else:
+        samples = sorted(
+            (Path(config.output_dir) / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime
+        )
+        if samples:
+            shutil.copyfile(samples[-1], folder / "samples.png")
+            sample_image = "samples.png"
     data = config.data
     card_data = ModelCardData(
         library_name="hf-pix2pixhd",
         pipeline_tag="image-to-image",
         license="bsd-3-clause",
         tags=["pix2pix", "pix2pixhd", "gan", "image-to-image", "hf-pix2pixhd"],
-        datasets=[data.source] if "/" in data.source and not Path(data.source).exists() else None,
+        datasets=extra.get("datasets")
+        or ([data.source] if "/" in data.source and not Path(data.source).exists() else None),
     )
     values = {
         "model_name": config.hub_model_id or Path(config.output_dir).name,
-        "repo_id": config.hub_model_id or str(folder),
+        "repo_id": extra.get("repo_id") or config.hub_model_id or str(folder),
         "recipe_title": RECIPE_TITLES[config.model.recipe],
         "input_description": INPUTS[data.input_kind],
         "example_input": "label_map.png" if data.input_kind == "labels" else "input.png",
@@ -57,17 +62,16 @@ def render_model_card(
         "data_source": data.source,
         "data_split": data.split,
         "preprocess": f"{data.preprocess}, load {data.load_size}, crop {data.crop_size}",
-        "steps": (extra or {}).get("steps", "?"),
-        "epochs": (extra or {}).get("epochs"),
+        "steps": extra.get("steps", "?"),
+        "epochs": extra.get("epochs"),
         "batch_size": config.batch_size,
         "mixed_precision": config.mixed_precision,
-        "command": (extra or {}).get("command")
-        or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "hardware": (extra or {}).get("hardware"),
+        "command": extra.get("command") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "hardware": extra.get("hardware"),
         "config_json": json.dumps(config.to_dict(), indent=2, default=str),
         "metrics": metrics,
         "sample_image": sample_image,
-        "data_license": (extra or {}).get(
+        "data_license": extra.get(
             "data_license", "See the licence of the training data set named above."
         ),
     }
