@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 COUNT = 24
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def ramp_colour(t: float) -> tuple[int, int, int]:
     """The shape's fill: red at t=1, blue at t=0."""
@@ -78,15 +80,6 @@ def reset_accelerate() -> None:
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny convolutions: a second thread on a busy 2-core machine makes each op ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

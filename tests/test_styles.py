@@ -32,6 +32,8 @@ SIZE = 32
 NAMES = ["ground", "thing", "bush"]
 THING = 1
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def ramp_colour(t: float) -> list[float]:
     """The thing's colour: red at t=1, blue at t=0."""
@@ -57,15 +59,6 @@ def make_dataset(root: Path, count: int = 24) -> Path:
             root / "train_img" / f"s{i:03d}_img.png"
         )
     return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny convolutions: a second thread on a busy 2-core machine makes each op ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
