@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hf_pix2pixhd import GlobalGenerator, UNetGenerator, instance_average_pool
-from hf_pix2pixhd.pipeline import compile_for_inference
+from hf_pix2pixhd.models.modes import compile_for_inference
 
 MODES = ("fp32", "bf16-autocast+CL", "bf16-weights+CL", "bf16+CL+compile")
 

@@ -201,7 +201,7 @@ class DataConfig:
                     "input_kind 'labels' needs label_nc, the number of classes (e.g. 12 for "
                     "facades, 35 for Cityscapes)"
                 )
-            palette = _resolve_palette(self.palette)
+            palette = resolve_palette(self.palette)
             if palette is not None and palette.num_classes > self.label_nc:
                 raise DataError(
                     f"the palette has {palette.num_classes} classes but label_nc is "
@@ -233,7 +233,8 @@ class DataConfig:
             raise DataError(f"seed must be an int >= 0, got {self.seed!r}")
 
 
-def _resolve_palette(palette: list[list[int]] | Palette | str | None) -> Palette | None:
+def resolve_palette(palette: list[list[int]] | Palette | str | None) -> Palette | None:
+    """A palette given as a name (``facades``, ``cityscapes``), colours or a Palette."""
     if palette is None or isinstance(palette, Palette):
         return palette
     if isinstance(palette, str):
@@ -600,7 +601,7 @@ class _PairBuilder:
     def __init__(self, config: DataConfig, layout: str) -> None:
         self.config = config
         self.layout = layout
-        self.palette = _resolve_palette(config.palette)
+        self.palette = resolve_palette(config.palette)
 
     def _where(self, row: dict[str, Any], column: str, name: str) -> str:
         if self.layout == "hub":

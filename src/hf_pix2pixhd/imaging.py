@@ -54,12 +54,15 @@ def as_pil_or_array(item: ImageInput) -> PIL.Image.Image | np.ndarray | torch.Te
     )
 
 
-def _flatten_alpha(image: PIL.Image.Image) -> PIL.Image.Image:
-    """Composite transparent pixels onto white (drawn sketches and label maps come as RGBA)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+def flatten_alpha(
+    image: PIL.Image.Image, background: tuple[int, int, int] = (255, 255, 255)
+) -> PIL.Image.Image:
+    """Composite transparent pixels onto ``background`` (white by default): drawn sketches and
+    label maps come as RGBA. Images without transparency are returned unchanged."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        background = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return PIL.Image.alpha_composite(background, rgba).convert("RGB")
+        base = PIL.Image.new("RGBA", rgba.size, (*background, 255))
+        return PIL.Image.alpha_composite(base, rgba).convert("RGB")
     return image
 
 
@@ -92,7 +95,7 @@ def image_to_tensor(item: ImageInput, channels: int) -> torch.Tensor:
         return tensor.float()
     if isinstance(item, np.ndarray):
         item = _array_to_pil(item)
-    item = _flatten_alpha(item)
+    item = flatten_alpha(item)
     item = item.convert("L" if channels == 1 else "RGB")
     array = np.asarray(item, dtype=np.float32)
     if channels == 1:

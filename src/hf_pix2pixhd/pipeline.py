@@ -13,7 +13,7 @@ models have one global style (the whole image is one instance of the single clas
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,7 +22,6 @@ import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.utils import BaseOutput
-from torch import nn
 
 from .imaging import (
     ImageInput,
@@ -33,6 +32,7 @@ from .imaging import (
     tensor_to_pil,
 )
 from .labels import Palette, assemble_generator_input
+from .models.modes import compile_for_inference, eval_mode, pix2pix_test_mode
 from .styles import (
     GLOBAL_STYLE_CLASS,
     StyleBank,
@@ -668,21 +668,6 @@ def _reference_pairs(
     return pairs
 
 
-def compile_for_inference(module: nn.Module) -> Callable[..., torch.Tensor]:
-    """``torch.compile`` with inductor weight freezing (weights prepacked once: no per-call
-    reordering). Compilation is lazy, so every call, which may recompile for a new size, runs
-    under the freezing flag; the global inductor config is left untouched. Inference only."""
-    import torch._inductor.config as inductor_config
-
-    compiled = torch.compile(module)
-
-    def run(*args: torch.Tensor) -> torch.Tensor:
-        with inductor_config.patch(freezing=True):
-            return compiled(*args)
-
-    return run
-
-
 def _group_by_size(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
     """Consecutive runs of equally sized tensors (keeps the output order)."""
     group: list[torch.Tensor] = []
@@ -702,39 +687,3 @@ def _format_outputs(outputs: list[torch.Tensor], output_type: str):
         return torch.stack(unit) if len({u.shape for u in unit}) == 1 else unit
     arrays = [u.permute(1, 2, 0).numpy() for u in unit]
     return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays
-
-
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
-    """Eval mode for ``modules`` (``None`` entries are skipped) inside the block; their modes
-    are restored after."""
-    present = [m for m in modules if m is not None]
-    modes = [m.training for m in present]
-    for module in present:
-        module.eval()
-    try:
-        yield
-    finally:
-        for module, mode in zip(present, modes, strict=True):
-            module.train(mode)
-
-
-@contextlib.contextmanager
-def pix2pix_test_mode(module: nn.Module) -> Iterator[None]:
-    """Dropout on and BatchNorm on batch statistics, without touching the running statistics."""
-    was_training = module.training
-    module.eval()
-    saved = []
-    for layer in module.modules():
-        if isinstance(layer, nn.Dropout | nn.BatchNorm2d):
-            layer.train()
-        if isinstance(layer, nn.BatchNorm2d):
-            saved.append((layer, layer.momentum, layer.num_batches_tracked.clone()))
-            layer.momentum = 0.0  # running stats stay as they are
-    try:
-        yield
-    finally:
-        for layer, momentum, tracked in saved:
-            layer.momentum = momentum
-            layer.num_batches_tracked.copy_(tracked)
-        module.train(was_training)

@@ -36,6 +36,7 @@ from diffusers.configuration_utils import register_to_config
 
 from .imaging import pad_to_multiple
 from .models.encoder import FeatureEncoder, instance_average_pool, instance_segment_ids
+from .models.modes import eval_mode
 
 __all__ = [
     "FEATURE_MODES",
@@ -325,16 +326,6 @@ def centre_pixels(
     return order[starts[present] + sizes[present] // 2], sizes, present
 
 
-@contextlib.contextmanager
-def _eval(module: torch.nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
 def _encode_pixels(
     encoder: FeatureEncoder, photos: torch.Tensor, autocast_dtype: torch.dtype | None
 ) -> torch.Tensor:
@@ -352,7 +343,7 @@ def _encode_pixels(
         autocast = torch.autocast(param.device.type, dtype=autocast_dtype)
     if autocast_dtype is not None or param.dtype in (torch.bfloat16, torch.float16):
         padded = padded.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), _eval(encoder), autocast:
+    with torch.inference_mode(), eval_mode(encoder), autocast:
         raw = encoder.encode(padded)
     return raw[..., :height, :width].float().contiguous().to(photos.device)
 

@@ -16,6 +16,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ..imaging import ImageReadError, flatten_alpha, load_image
 from ..labels import NotAPaletteImageError, Palette
 from ..pipeline import Pix2PixHDPipeline
 
@@ -101,23 +102,12 @@ def editor_image(value: Any) -> PIL.Image.Image | None:
         return None
     if isinstance(image, str | os.PathLike):
         try:
-            with PIL.Image.open(image) as opened:
-                opened.load()
-                image = opened.copy()
-        except (OSError, PIL.UnidentifiedImageError) as error:
+            image = load_image(image)
+        except ImageReadError as error:
             raise UserInputError(f"That file is not an image I can read ({error}).") from error
     if isinstance(image, np.ndarray):
         image = PIL.Image.fromarray(image)
     return image
-
-
-def flatten(image: PIL.Image.Image, background: tuple[int, int, int]) -> PIL.Image.Image:
-    """RGB, with transparent pixels (unpainted canvas) taking the background colour."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        base = PIL.Image.new("RGBA", rgba.size, (*background, 255))
-        return PIL.Image.alpha_composite(base, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def check_and_fit(image: PIL.Image.Image | None, model: ServedModel) -> PIL.Image.Image:
@@ -130,7 +120,8 @@ def check_and_fit(image: PIL.Image.Image | None, model: ServedModel) -> PIL.Imag
             f"The image is {width}x{height} pixels: too small to translate. Use at least "
             f"{MIN_SIDE}x{MIN_SIDE} (the models were trained at 256x256)."
         )
-    image = flatten(image, model.blank_colour)
+    # Unpainted (transparent) canvas takes the blank colour: the first class, or white paper.
+    image = flatten_alpha(image, model.blank_colour).convert("RGB")
     if max(width, height) > MAX_SIDE:
         scale = MAX_SIDE / max(width, height)
         size = (max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale)))

@@ -15,17 +15,15 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import DataConfig, build_dataset, collate_pairs
-from ..labels import CITYSCAPES_PALETTE, FACADES_PALETTE, Palette
-from ..pipeline import Pix2PixHDPipeline, eval_mode, pix2pix_test_mode
+from ..data import build_dataset, collate_pairs, resolve_palette
+from ..models.modes import eval_mode, pix2pix_test_mode
+from ..pipeline import Pix2PixHDPipeline
 from .checkpoints import remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .model_card import push_folder_to_hub, render_model_card
 from .networks import build_networks, prepare_batch
 from .objective import Objective
 from .samples import sample_grid
-
-NAMED_PALETTES = {"facades": FACADES_PALETTE, "cityscapes": CITYSCAPES_PALETTE}
 
 
 class TrainerState:
@@ -44,31 +42,17 @@ class TrainerState:
         vars(self).update(state)
 
 
-def resolve_palette(data: DataConfig) -> tuple[DataConfig, Palette | None]:
-    """Accept ``data.palette: facades | cityscapes | [[r, g, b], ...]``; return colours + names."""
-    if data.palette is None:
-        return data, None
-    if isinstance(data.palette, str):
-        if data.palette not in NAMED_PALETTES:
-            raise ValueError(
-                f"Unknown palette {data.palette!r}: use {sorted(NAMED_PALETTES)} or a colour list."
-            )
-        palette = NAMED_PALETTES[data.palette]
-        return dataclasses.replace(data, palette=palette.to_config()["colors"]), palette
-    return data, Palette(data.palette)
-
-
 def build_pipeline(
     config: TrainConfig, generator: torch.nn.Module, encoder: torch.nn.Module | None
 ) -> Pix2PixHDPipeline:
     """The inference pipeline for networks trained with ``config`` (palette, input kind...)."""
-    data, palette = resolve_palette(config.data)
+    data = config.data
     return Pix2PixHDPipeline(
         translator=generator.to(memory_format=torch.contiguous_format),
         encoder=encoder,
         input_kind=data.input_kind,
         label_nc=data.label_nc if data.input_kind == "labels" else 0,
-        palette=palette,
+        palette=resolve_palette(data.palette),
         use_instance_map=data.use_instance_map,
         feature_nc=config.model.feature_nc if encoder is not None else 0,
     )
@@ -86,8 +70,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig) -> None:
         _check_tracker(config.tracker)
-        data_config, self.palette = resolve_palette(config.data)
-        config = dataclasses.replace(config, data=data_config)
+        self.palette = resolve_palette(config.data.palette)
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.accelerator = Accelerator(
@@ -100,6 +83,7 @@ class Trainer:
         # Per-process seeds: dropout differs across ranks, DDP broadcasts rank 0's init.
         set_seed(config.seed, device_specific=True)
         self.state = TrainerState()
+        self._validation_set = None
         self._build()
 
     # -- setup ---------------------------------------------------------------------------
@@ -377,12 +361,14 @@ class Trainer:
 
     def validate(self) -> float:
         """Mean L1 between G's output and the target on the held-out part (deterministic)."""
-        data = dataclasses.replace(
-            self.config.data, holdout_fraction=self.config.validation_fraction, subset="holdout",
-            preprocess="resize", load_size=self.config.data.crop_size, flip=False,
-            streaming=False,
-        )  # fmt: skip
-        dataset = build_dataset(data)
+        if self._validation_set is None:  # loaded once, reused every epoch
+            data = dataclasses.replace(
+                self.config.data, holdout_fraction=self.config.validation_fraction,
+                subset="holdout", preprocess="resize", load_size=self.config.data.crop_size,
+                flip=False, streaming=False,
+            )  # fmt: skip
+            self._validation_set = build_dataset(data)
+        dataset = self._validation_set
         total, count = 0.0, 0
         for start in range(0, len(dataset), 4):
             batch = collate_pairs([dataset[i] for i in range(start, min(start + 4, len(dataset)))])
