@@ -89,8 +89,14 @@ def test_lambda_gan_zero_is_the_l1_only_ablation():
     condition = torch.zeros(1, 3, 4, 4)
     real, fake = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), -0.5)
     objective = Objective(_config("pix2pix", gan_mode="lsgan", lambda_gan=0.0))
-    loss_g, logs = objective.generator_loss(_mean_discriminator, condition, real, fake)
-    assert logs["G_GAN"] == 0.0 and loss_g.item() == pytest.approx(100.0)
+    assert not objective.uses_discriminator
+
+    def no_discriminator(x):
+        raise AssertionError("the L1-only ablation must not run D")
+
+    loss_g, logs = objective.generator_loss(no_discriminator, condition, real, fake)
+    assert "G_GAN" not in logs and loss_g.item() == pytest.approx(100.0)
+    assert Objective(_config("pix2pixhd", lambda_gan=0.0, lambda_vgg=0)).uses_discriminator
 
 
 def test_pix2pixhd_generator_loss_uses_feature_matching(monkeypatch):

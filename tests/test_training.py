@@ -223,14 +223,14 @@ def _reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def _trainer(data: Path, out: Path, batch_size: int, accumulation: int):
+def _trainer(data: Path, out: Path, batch_size: int, accumulation: int, *extra: str):
     from hf_pix2pixhd.training import Trainer, load_config
 
     _reset_accelerate_state()
     overrides = pix2pix_overrides(data, out) + [
         "--model.use_dropout", "false", "--batch_size", str(batch_size),
         "--gradient_accumulation_steps", str(accumulation), "--tracker", "null",
-        "--lr", "0.01",
+        "--lr", "0.01", *extra,
     ]  # fmt: skip
     return Trainer(load_config(None, overrides))
 
@@ -314,3 +314,19 @@ def test_gradient_accumulation_matches_the_larger_batch_and_d_gets_no_g_gradient
     reference.training_step(batch)
     for key, grad in expected.items():
         torch.testing.assert_close(recorded["D"][key], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_l1_only_ablation_trains_g_and_leaves_d_untouched(tmp_path):
+    from hf_pix2pixhd.data import collate_pairs
+
+    data = make_aligned_dataset(tmp_path / "data")
+    trainer = _trainer(data, tmp_path / "a", 2, 1, "--lambda_gan", "0", "--tracker", "none")
+    assert trainer.config.tracker is None  # "none" reads as no tracker
+    g_before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    d_before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    logs = trainer.training_step(collate_pairs([trainer.dataset[i] for i in range(2)]))
+    assert "D" not in logs and "G_GAN" not in logs and logs["G"] == logs["G_L1"] > 0
+    d_after = trainer.discriminator.state_dict()
+    assert all(torch.equal(d_before[k], d_after[k]) for k in d_before)
+    g_after = trainer.generator.state_dict()
+    assert any(not torch.equal(g_before[k], g_after[k]) for k in g_before)

@@ -82,13 +82,15 @@ class TrainConfig:
     resume: str | None = None  # "latest" or a checkpoint folder
     log_every: int = 10
     num_samples: int = 4
-    tracker: str | None = "tensorboard"
+    tracker: str | None = "tensorboard"  # any Accelerate tracker; null or "none": no tracking
     export_best: bool = False  # also export the generator with the lowest validation L1
     validation_fraction: float = 0.0  # hold out this part of the training split for validation
     push_to_hub: bool = False
     hub_model_id: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.tracker, str) and self.tracker.lower() in ("none", "no", ""):
+            self.tracker = None
         if self.model.recipe not in RECIPES:
             raise ValueError(f"model.recipe must be one of {RECIPES}, got {self.model.recipe!r}.")
         if self.model.generator not in GENERATORS:

@@ -200,11 +200,14 @@ class Trainer:
                 if config.channels_last:
                     g_input = g_input.contiguous(memory_format=torch.channels_last)
                 fake = self.generator(g_input)
-                self.discriminator.requires_grad_(True)
-                loss_d, logs_d, pred_real = self.objective.discriminator_loss(
-                    self.discriminator, inputs.condition, inputs.real, fake
-                )
-            accelerator.backward(loss_d)
+            logs_d, pred_real = {}, None
+            if self.objective.uses_discriminator:
+                with accelerator.autocast():
+                    self.discriminator.requires_grad_(True)
+                    loss_d, logs_d, pred_real = self.objective.discriminator_loss(
+                        self.discriminator, inputs.condition, inputs.real, fake
+                    )
+                accelerator.backward(loss_d)
             # G's adversarial terms go through the bare, frozen D: no gradient reaches D's
             # weights (prepared optimizers skip zero_grad on accumulation micro-steps), and no
             # DDP hooks run for a forward that has nothing to synchronise.
@@ -219,7 +222,8 @@ class Trainer:
                 for name, parameter in self._unwrap(self.generator).named_parameters():
                     if name.startswith("model."):
                         parameter.grad = None  # Adam skips it: the trunk stays as loaded
-            self.opt_d.step()
+            if self.objective.uses_discriminator:
+                self.opt_d.step()
             self.opt_g.step()
             self.opt_d.zero_grad(set_to_none=True)
             self.opt_g.zero_grad(set_to_none=True)
@@ -264,7 +268,7 @@ class Trainer:
                     continue
                 state.global_step += 1
                 progress.update(1)
-                progress.set_postfix(G=f"{logs['G']:.3f}", D=f"{logs['D']:.3f}")
+                progress.set_postfix({k: f"{logs[k]:.3f}" for k in ("G", "D") if k in logs})
                 if state.global_step % config.log_every == 0:
                     lr = self.opt_g.param_groups[0]["lr"]
                     accelerator.log({**{f"step/{k}": v for k, v in logs.items()}, "lr": lr},

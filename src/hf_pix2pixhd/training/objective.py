@@ -44,6 +44,12 @@ class Objective(nn.Module):
                 vgg = vgg.to(torch.bfloat16)
             self.vgg = VGGPerceptualLoss(vgg)
 
+    @property
+    def uses_discriminator(self) -> bool:
+        """False for the L1-only ablation (``lambda_gan`` 0, no feature matching): D is
+        then neither run nor trained."""
+        return self.lambda_gan > 0 or (self.recipe == "pix2pixhd" and self.lambda_feat > 0)
+
     def generator_loss(
         self,
         discriminate: Discriminate,
@@ -57,10 +63,15 @@ class Objective(nn.Module):
         ``pred_real``: D's output on the real pair from :meth:`discriminator_loss`, reused
         (detached) for feature matching as the official code does; computed if not given.
         """
-        pred_fake = discriminate(torch.cat([condition, fake], 1))
-        loss_gan = self.gan(pred_fake, True, for_discriminator=False) * self.lambda_gan
-        logs = {"G_GAN": loss_gan.item()}
-        total = loss_gan
+        logs: dict[str, float] = {}
+        total = fake.new_zeros((), dtype=torch.float32)
+        pred_fake = None
+        if self.uses_discriminator:
+            pred_fake = discriminate(torch.cat([condition, fake], 1))
+        if self.lambda_gan > 0:
+            loss_gan = self.gan(pred_fake, True, for_discriminator=False) * self.lambda_gan
+            logs["G_GAN"] = loss_gan.item()
+            total = total + loss_gan
         if self.recipe == "pix2pix":
             loss_l1 = F.l1_loss(fake.float(), real.float()) * self.lambda_l1
             logs["G_L1"] = loss_l1.item()
