@@ -1,128 +1,162 @@
-"""Rebuild the bundled models/facades from a run of configs/facades_pix2pixhd_demo.yaml.
+"""Rebuild a bundled model (models/facades, models/shoes) from a training run.
 
-    python scripts/bundle_facades.py [--checkpoint latest] [--wall-time "62 min"]
+    python scripts/bundle_model.py facades [--checkpoint latest] [--wall-time "64 min"]
+    python scripts/bundle_model.py shoes --wall-time "85 min"
+    # the L1-only ablation: the same preset, with the run's overrides after the options
+    python scripts/bundle_model.py facades --out outputs/facades_l1_bundle -- \\
+        --model.recipe pix2pix --lambda_gan 0 --lambda_feat 0 --lambda_vgg 0 \\
+        --output_dir outputs/facades_l1
 
-Steps: export the checkpoint as an fp16 pipeline, encode the style bank (K-means per class),
-draw the example label maps, evaluate on the held-out 10% of facades/train (style bank's default
-style), and render the model card with the metrics. Needs ../shared (data, VGG/LPIPS weights)
-and the `eval` extra.
+Steps: export the checkpoint as an fp16 pipeline, encode the style bank (K-means), draw the
+example inputs (procedurally: no dataset content), evaluate on the held-out 10% of the
+training folder (style bank's default style), and render the model card with the metrics.
+Needs ../shared (data, VGG/LPIPS weights) and the `eval` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "facades_pix2pixhd_demo.yaml"
 CLI = [sys.executable, "-m", "hf_pix2pixhd.cli"]
 
 
+@dataclass(frozen=True)
+class Bundle:
+    config: str
+    examples_script: str
+    datasets: list[str]
+    data_license: str
+    baselines: dict[str, str]  # card row -> JSON of a baseline's evaluation in docs/results
+
+
+BUNDLES = {
+    "facades": Bundle(
+        config="configs/facades_pix2pixhd_demo.yaml",
+        examples_script="scripts/make_facade_examples.py",
+        datasets=["huggan/facades"],
+        data_license="CMP Facade Database (Tyleček and Šára, 2013): research use; "
+        "see https://cmp.felk.cvut.cz/~tylecr1/facade/ for its terms.",
+        baselines={
+            "baseline: same G, L1 only, same steps": "docs/results/facades_l1_baseline.json",
+            "baseline: nearest training photo": "docs/results/facades_nearest_baseline.json",
+        },
+    ),
+    "shoes": Bundle(
+        config="configs/shoes_pix2pixhd_demo.yaml",
+        examples_script="scripts/make_shoe_examples.py",
+        datasets=["huggan/edges2shoes"],
+        data_license="UT Zappos50K (Yu and Grauman, 2014), edges by HED as in pix2pix: "
+        "academic, non-commercial use; see https://vision.cs.utexas.edu/projects/finegrained/"
+        "utzap50k/ for its terms.",
+        baselines={},
+    ),
+}
+
+
 def run(command: list[str]) -> None:
-    print("+", " ".join(command), flush=True)
+    print("+", shlex.join(command), flush=True)
     subprocess.run(command, cwd=REPO, check=True)
+
+
+def summary(metrics: dict) -> str:
+    return (
+        f"FID {metrics['fid']:.1f}, KID {metrics['kid_mean']:.4f}, "
+        f"LPIPS-vgg {metrics['lpips_vgg']:.3f}, SSIM {metrics['ssim']:.3f}, "
+        f"PSNR {metrics['psnr']:.2f}, L1 {metrics['l1']:.3f}"
+    )
+
+
+def epochs_done(config, step: int) -> str:
+    """Passes over the training pairs after ``step`` optimizer steps (one process)."""
+    from hf_pix2pixhd.data import build_dataset
+
+    pairs = len(build_dataset(config.data))
+    return f"{step * config.batch_size * config.gradient_accumulation_steps / pairs:.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=CONFIG, help="the run's YAML preset")
+    parser.add_argument("name", choices=sorted(BUNDLES))
     parser.add_argument("--checkpoint", default="latest")
-    parser.add_argument("--out", type=Path, default=REPO / "models" / "facades")
+    parser.add_argument("--out", type=Path, help="default: models/<name>")
     parser.add_argument("--wall-time", default=None, help="training wall time, for the card")
     parser.add_argument("--hardware", default="CPU, 2 cores with AMX, bf16 autocast")
+    parser.add_argument("overrides", nargs="*", help="the training run's overrides, after --")
     args = parser.parse_args()
-    staging = args.out.with_name(args.out.name + ".staging")
+    bundle = BUNDLES[args.name]
+    out = args.out or REPO / "models" / args.name
+    staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
-    run(
-        [
-            *CLI,
-            "export",
-            "--config",
-            str(args.config),
-            "--checkpoint",
-            args.checkpoint,
-            "--out",
-            str(staging),
-            "--dtype",
-            "float16",
-        ]
-    )
+    export = [*CLI, "export", "--config", bundle.config, "--checkpoint", args.checkpoint]
+    run([*export, "--out", str(staging), "--dtype", "float16", *args.overrides])
     run([*CLI, "encode-styles", "--model", str(staging), "--bf16"])
-    run([sys.executable, "scripts/make_facade_examples.py", str(staging / "examples")])
-    evaluation = staging / "evaluation"
-    run(
-        [
-            *CLI,
-            "evaluate",
-            "--model",
-            str(staging),
-            "--data",
-            "../shared/data/facades",
-            "--holdout-fraction",
-            "0.1",
-            "--subset",
-            "holdout",
-            "--features",
-            "default-style",
-            "--lpips-weights",
-            "../shared/weights",
-            "--out",
-            str(evaluation),
-            "--no-progress",
-        ]
-    )
+    run([sys.executable, bundle.examples_script, str(staging / "examples")])
 
     from hf_pix2pixhd.training import load_config
     from hf_pix2pixhd.training.model_card import render_model_card
 
+    config = load_config(bundle.config, args.overrides)
+    evaluation = staging / "evaluation"
+    run(
+        [
+            *CLI, "evaluate", "--model", str(staging), "--data", config.data.source,
+            "--holdout-fraction", str(config.data.holdout_fraction), "--subset", "holdout",
+            "--features", "default-style", "--lpips-weights", "../shared/weights",
+            "--out", str(evaluation), "--no-progress",
+        ]
+    )  # fmt: skip
     report = json.loads((evaluation / "metrics.json").read_text())
     metrics = {
         k: (round(v, 4) if isinstance(v, float) else v) for k, v in report["metrics"].items()
     }
     metrics["images (held-out)"] = report["n_images"]
-    metrics["setting"] = "10% of facades/train held out by file-name hash, 256x256, default style"
-    baseline = REPO / "docs" / "results" / "facades_nearest_baseline.json"
-    if baseline.is_file():
-        b = json.loads(baseline.read_text())["metrics"]
-        metrics["baseline: nearest training photo"] = (
-            f"FID {b['fid']:.1f}, KID {b['kid_mean']:.4f}, LPIPS-vgg {b['lpips_vgg']:.3f}, "
-            f"SSIM {b['ssim']:.3f}, PSNR {b['psnr']:.2f}, L1 {b['l1']:.3f}"
-        )
-    training = json.loads((staging / "training_config.json").read_text())
-    steps = sorted((REPO / training["output_dir"] / "checkpoints").glob("checkpoint-*"))
-    step = (args.checkpoint if args.checkpoint != "latest" else steps[-1].name).split("-")[-1]
-    command = (
-        "accelerate launch --num_processes 1 --mixed_precision bf16 train_accelerate.py "
-        "--config configs/facades_pix2pixhd_demo.yaml (then: python scripts/bundle_facades.py)"
+    metrics["setting"] = (
+        f"{config.data.holdout_fraction:.0%} of {Path(config.data.source).name}/"
+        f"{config.data.subset} held out by file-name hash, {config.data.crop_size}x"
+        f"{config.data.crop_size}, default style"
     )
+    for row, path in bundle.baselines.items():
+        if (REPO / path).is_file():
+            metrics[row] = summary(json.loads((REPO / path).read_text())["metrics"])
+    run_folder = REPO / config.output_dir
+    steps = sorted(
+        (run_folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name[11:])
+    )
+    step = int((args.checkpoint if args.checkpoint != "latest" else steps[-1].name).split("-")[-1])
+    command = shlex.join(
+        ["accelerate", "launch", "--num_processes", "1", "--mixed_precision", "bf16",
+         "train_accelerate.py", "--config", bundle.config, *args.overrides]
+    ) + f" (then: python scripts/bundle_model.py {args.name})"  # fmt: skip
     # The held-out grid is the card's sample image; keep one copy.
     (evaluation / "samples.png").replace(staging / "samples.png")
     hardware = args.hardware + (f"; {args.wall_time} of training" if args.wall_time else "")
     render_model_card(
-        load_config(args.config),
+        config,
         staging,
         metrics,
         extra={
             "steps": step,
-            "epochs": int(step) // 360 if str(step).isdigit() else None,  # 360 images, batch 1
-            "repo_id": "models/facades",
-            "datasets": ["huggan/facades"],
+            "epochs": epochs_done(config, step),
+            "repo_id": f"models/{args.name}",
+            "datasets": bundle.datasets,
             "keep_samples": True,
             "command": command,
             "hardware": hardware,
-            "data_license": "CMP Facade Database (Tyleček and Šára, 2013): research use; "
-            "see https://cmp.felk.cvut.cz/~tylecr1/facade/ for its terms.",
+            "data_license": bundle.data_license,
         },
     )
-
-    shutil.rmtree(args.out, ignore_errors=True)
-    staging.rename(args.out)
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2**20
-    print(f"bundled {args.out} ({size:.1f} MiB): {json.dumps(metrics)}")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    print(f"bundled {out} ({size:.1f} MiB): {json.dumps(metrics)}")
 
 
 if __name__ == "__main__":

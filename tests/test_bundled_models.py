@@ -16,6 +16,7 @@ from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 FACADES = MODELS / "facades"
+SHOES = MODELS / "shoes"
 
 needs_facades = pytest.mark.skipif(
     not (FACADES / "model_index.json").is_file(), reason="models/facades is not bundled"
@@ -58,6 +59,8 @@ def test_app_serves_the_bundled_models_offline(facades, monkeypatch):
     sources = default_model_sources()
     assert sources and Path(sources[0]).name == "facades"
     create_demo()  # every bundled model loads without the network
+    if (SHOES / "model_index.json").is_file():
+        assert [Path(s).name for s in sources] == ["facades", "shoes"]
     generate, _ = make_handlers({"facades": load_model(str(FACADES))})
     label_map = PIL.Image.fromarray(FACADES_PALETTE.ids_to_colors(example_ids()))
     editor = {"background": label_map, "layers": [], "composite": label_map}
@@ -97,3 +100,29 @@ def test_bundled_card_records_the_training_and_evaluation():
     if metrics.is_file():
         values = json.loads(metrics.read_text())
         assert "fid" in json.dumps(values).lower()
+
+
+@pytest.fixture(scope="module")
+def shoes() -> Pix2PixHDPipeline:
+    if not (SHOES / "model_index.json").is_file():
+        pytest.skip("models/shoes is not bundled")
+    pipe = Pix2PixHDPipeline.from_pretrained(SHOES)
+    assert pipe.style_bank is not None and pipe.config.input_kind == "sketch"
+    return pipe
+
+
+def test_shoes_model_fills_the_sketch_and_styles_recolour_it(shoes):
+    sketch = PIL.Image.open(sorted((SHOES / "examples").glob("*.png"))[0]).convert("RGB")
+    ink = np.asarray(sketch.convert("L")) < 128
+    codes = int(shoes.style_bank.num_clusters[0])
+    assert codes >= 2
+    images = [shoes(sketch, style={"style": k}, output_type="np").images[0] for k in range(codes)]
+    # A photo, not the sketch: the shoe's inside is filled in, the background stays light.
+    rows, cols = np.nonzero(ink)
+    inside = images[0][rows.min() + 20 : rows.max() - 20, cols.min() + 20 : cols.max() - 20]
+    assert inside.std() > 0.05 and images[0][:10].mean() > 0.6
+    # Global styles: colour changes across the whole shoe between the most distant codes.
+    means = np.array([img[rows.min() : rows.max(), cols.min() : cols.max()].mean((0, 1))
+                      for img in images])  # fmt: skip
+    spread = np.abs(means[:, None] - means[None]).sum(-1).max()
+    assert spread > 0.1, means

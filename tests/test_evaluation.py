@@ -34,6 +34,7 @@ from hf_pix2pixhd.evaluation import (
     run_evaluate,
 )
 from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
+from hf_pix2pixhd.styles import StyleBank
 
 PALETTE = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
 NON_LPIPS = "fid,kid,ssim,psnr,l1"
@@ -253,6 +254,31 @@ def test_evaluate_label_model_with_instance_maps_and_encoder(
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["n_images"] == 4 and report["settings"]["data"]["palette"] == PALETTE
     assert "reconstruction" in report["settings"]["data"]["feature_source"]
+
+
+def test_evaluate_sketch_model_with_the_default_global_style(
+    stand_in_inception, aligned_data, tmp_path
+):
+    """Sketch models have no label map: the default style is painted over the whole image."""
+    torch.manual_seed(0)
+    translator = GlobalGenerator(in_channels=3 + 3, ngf=4, n_downsampling=2, n_blocks=1)
+    bank = StyleBank(num_classes=1, feature_nc=3, max_clusters=2)
+    with torch.no_grad():
+        bank.centers.copy_(torch.tensor([[[0.5, -0.5, 0.2], [-0.9, 0.9, 0.0]]]))
+        bank.num_clusters.fill_(2)
+        bank.cluster_sizes.copy_(torch.tensor([[3, 1]]))
+    Pix2PixHDPipeline(
+        translator, FeatureEncoder(ngf=4, n_downsampling=2), style_bank=bank,
+        input_kind="sketch", feature_nc=3,
+    ).save_pretrained(tmp_path / "model")  # fmt: skip
+    args = parse(
+        "--model", tmp_path / "model", "--data", aligned_data, "--load-size", 32,
+        "--out", tmp_path / "eval", "--inception", stand_in_inception, "--metrics", NON_LPIPS,
+        "--features", "default-style", "--no-progress",
+    )  # fmt: skip
+    assert run_evaluate(args) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["n_images"] == 4 and all(np.isfinite(v) for v in report["metrics"].values())
 
 
 # -- errors -----------------------------------------------------------------------------------

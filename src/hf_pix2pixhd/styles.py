@@ -640,6 +640,6 @@ def paint_features(tables: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ``(S, F, H, W)`` on ``tables``' device and dtype.
     """
     height, width = labels.shape[-2:]
-    flat = labels.reshape(-1).to(tables.device)
+    flat = labels.reshape(-1).to(tables.device, torch.long)
     painted = tables.index_select(1, flat)  # (S, H*W, F)
     return painted.view(tables.shape[0], height, width, -1).permute(0, 3, 1, 2).contiguous()

@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import json
 import math
+import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +60,22 @@ def build_pipeline(
     )
 
 
+def _warn_if_cpu_threads_idle(accelerator: Accelerator) -> None:
+    """`accelerate launch` without ``--cpu`` sets OMP_NUM_THREADS=1: on a CPU run, say how
+    to use the cores that the processes leave idle (a single process runs ~1.6x slower)."""
+    if accelerator.device.type != "cpu" or not accelerator.is_local_main_process:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_process = (cores or 1) // max(accelerator.num_processes, 1)
+    if torch.get_num_threads() < per_process:
+        warnings.warn(
+            f"Training on the CPU with {torch.get_num_threads()} thread(s) per process while "
+            f"{cores} cores are free: pass `accelerate launch --num_cpu_threads_per_process "
+            f"{per_process}` (or set OMP_NUM_THREADS) to use them.",
+            stacklevel=2,
+        )
+
+
 def write_training_config(config: TrainConfig, folder: Path) -> None:
     """Record the run's configuration beside an export (encode-styles reads its data options)."""
     (folder / "training_config.json").write_text(
@@ -80,6 +98,7 @@ class Trainer:
             project_dir=str(self.output_dir),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
+        _warn_if_cpu_threads_idle(self.accelerator)
         # Per-process seeds: dropout differs across ranks, DDP broadcasts rank 0's init.
         set_seed(config.seed, device_specific=True)
         self.state = TrainerState()
