@@ -89,8 +89,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: models/<name>")
     parser.add_argument("--wall-time", default=None, help="training wall time, for the card")
     parser.add_argument("--hardware", default="CPU, 2 cores with AMX, bf16 autocast")
-    parser.add_argument("overrides", nargs="*", help="the training run's overrides, after --")
-    args = parser.parse_args()
+    parser.epilog = "The training run's config overrides, if any, go after --."
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.overrides = argv[split + 1 :]
     bundle = BUNDLES[args.name]
     out = args.out or REPO / "models" / args.name
     staging = out.with_name(out.name + ".staging")
