@@ -234,3 +234,11 @@ def test_sixteen_concurrent_requests_complete_without_errors(client, model_dirs)
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, range(16)))
     assert len(results) == 16 and all(PIL.Image.open(r[0]).size == (64, 64) for r in results)
+
+
+def test_style_code_hint_fits_the_model(model_dirs):
+    from hf_pix2pixhd.app.ui import style_code_hint
+
+    labels, sketch = (load_model(str(d)) for d in model_dirs)
+    assert style_code_hint(labels) == "window=3, door=1"
+    assert style_code_hint(sketch) == "style=3"

@@ -83,6 +83,15 @@ def _swatches(model: ServedModel) -> dict[int, list[tuple[int, int, int]]]:
     return {i: bank.swatches_for(i) for i in range(int(bank.config.num_classes))}
 
 
+def style_code_hint(model: ServedModel) -> str:
+    """An example for the style-code box that fits the model: class names, or the global style."""
+    if model.kind != "labels":
+        return "style=3"
+    names = model.class_names
+    picks = [n for n in ("window", "door") if n in names] or names[1:3]
+    return ", ".join(f"{name}={index}" for name, index in zip(picks, (3, 1), strict=False))
+
+
 def blank_canvas(model: ServedModel) -> PIL.Image.Image:
     return PIL.Image.new("RGB", (CANVAS, CANVAS), model.blank_colour)
 
@@ -146,7 +155,7 @@ def build_demo(
                 )
                 style_code = gr.Textbox(
                     label="Style per class (CLASS=cluster, ...)",
-                    placeholder="window=3, door=1",
+                    placeholder=style_code_hint(first),
                     elem_id="style-code",
                 )
                 seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
@@ -166,10 +175,12 @@ def build_demo(
                 editor_update(model),
                 legend_html(model),
                 gr.Gallery(value=[str(p) for p in model.examples]),
+                gr.Textbox(value="", placeholder=style_code_hint(model)),
             )
 
-        model_name.change(on_model, model_name, [editor, legend, examples], api_name=False)
-        demo.load(on_model, model_name, [editor, legend, examples], api_name=False)
+        model_outputs = [editor, legend, examples, style_code]
+        model_name.change(on_model, model_name, model_outputs, api_name=False)
+        demo.load(on_model, model_name, model_outputs, api_name=False)
 
         def on_example(name: str, event: gr.SelectData):
             model = models[name]
