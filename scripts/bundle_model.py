@@ -66,6 +66,21 @@ def run(command: list[str]) -> None:
     subprocess.run(command, cwd=REPO, check=True)
 
 
+def describe_cpu() -> str:
+    """e.g. "CPU: 2 cores of an AMD EPYC (AVX-512 BF16, no AMX), bf16 autocast"."""
+    import os
+
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                 if ln.startswith("model name")), "unknown")  # fmt: skip
+    flags = set(text.split())
+    matrix = "AMX" if "amx_bf16" in flags else "AVX-512 BF16, no AMX"
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        matrix = "no bf16 matrix instructions"
+    return f"CPU: {os.cpu_count()} cores of an {name} ({matrix}), bf16 autocast"
+
+
 def summary(metrics: dict) -> str:
     return (
         f"FID {metrics['fid']:.1f}, KID {metrics['kid_mean']:.4f}, "
@@ -88,7 +103,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--out", type=Path, help="default: models/<name>")
     parser.add_argument("--wall-time", default=None, help="training wall time, for the card")
-    parser.add_argument("--hardware", default="CPU, 2 cores with AMX, bf16 autocast")
+    parser.add_argument("--hardware", default=describe_cpu(), help="default: this machine")
     parser.epilog = "The training run's config overrides, if any, go after --."
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
