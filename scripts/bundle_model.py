@@ -119,6 +119,7 @@ def main() -> None:
     run([sys.executable, bundle.examples_script, str(staging / "examples")])
 
     from hf_pix2pixhd.training import load_config
+    from hf_pix2pixhd.training.checkpoints import checkpoint_step, resolve_resume
     from hf_pix2pixhd.training.model_card import render_model_card
 
     config = load_config(bundle.config, args.overrides)
@@ -144,11 +145,8 @@ def main() -> None:
     for row, path in bundle.baselines.items():
         if (REPO / path).is_file():
             metrics[row] = summary(json.loads((REPO / path).read_text())["metrics"])
-    run_folder = REPO / config.output_dir
-    steps = sorted(
-        (run_folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name[11:])
-    )
-    step = int((args.checkpoint if args.checkpoint != "latest" else steps[-1].name).split("-")[-1])
+    checkpoints = REPO / config.output_dir / "checkpoints"
+    step = checkpoint_step(resolve_resume(args.checkpoint, checkpoints))
     command = shlex.join(
         ["accelerate", "launch", "--num_processes", "1", "--mixed_precision", "bf16",
          "train_accelerate.py", "--config", bundle.config, *args.overrides]
