@@ -311,11 +311,13 @@ def test_image_count_mismatch_is_a_clear_error():
         evaluate_image_sets(images * 255, images, metrics=["l1"])
 
 
-def test_missing_metric_weights_are_clear_errors(rgb_model, aligned_data, tmp_path):
+def test_missing_metric_weights_are_clear_errors(rgb_model, aligned_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default --out (eval-<model name>) would go
     with pytest.raises(MissingWeightsError, match=r"default_1\.pt"):
         run_evaluate(
             parse("--model", rgb_model, "--data", aligned_data, "--inception", tmp_path / "no.pt")
         )
+    assert not list(tmp_path.glob("eval-*")), "a failed evaluation left an output folder"
     (tmp_path / "weights").mkdir()
     with pytest.raises(MissingWeightsError, match=r"vgg16_features\.safetensors"):
         evaluate_image_sets(
