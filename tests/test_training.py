@@ -330,3 +330,72 @@ def test_l1_only_ablation_trains_g_and_leaves_d_untouched(tmp_path):
     assert all(torch.equal(d_before[k], d_after[k]) for k in d_before)
     g_after = trainer.generator.state_dict()
     assert any(not torch.equal(g_before[k], g_after[k]) for k in g_before)
+
+
+def test_channels_last_feeds_nhwc_activations_and_keeps_weights_and_grads_contiguous(tmp_path):
+    """``--channels_last`` gives the same gradients, with NHWC inputs into the networks but
+    weights (and so gradients and Adam state) in the default layout: converting the weights
+    costs a strided copy of each in backward and in the fused Adam step."""
+    from hf_pix2pixhd.data import collate_pairs
+
+    data = make_aligned_dataset(tmp_path / "data")
+    plain = _trainer(data, tmp_path / "a", 2, 1)
+    batch = collate_pairs([plain.dataset[i] for i in range(2)])
+    initial_g = {k: v.clone() for k, v in plain.generator.state_dict().items()}
+    initial_d = {k: v.clone() for k, v in plain.discriminator.state_dict().items()}
+    plain_grads = _record_grads(plain)
+    plain.training_step(batch)
+
+    fast = _trainer(data, tmp_path / "b", 2, 1, "--channels_last", "true")
+    fast.generator.load_state_dict(initial_g)
+    fast.discriminator.load_state_dict(initial_d)
+    layouts = []
+    for net in (fast.generator, fast.discriminator):
+        first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_pre_hook(
+            lambda _m, args: layouts.append(
+                args[0].is_contiguous(memory_format=torch.channels_last)
+            )
+        )
+    transposed_layouts = []
+    for module in fast.generator.modules():
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            module.register_forward_pre_hook(
+                lambda _m, args: transposed_layouts.append(args[0].is_contiguous())
+            )
+    fast_grads = _record_grads(fast)
+    fast.training_step(batch)
+    # G once, D three times (fake for D, real for D, fake for G), every input NHWC; the
+    # U-Net's transposed convs take NCHW (see feed_channels_last).
+    assert layouts == [True] * 4, layouts
+    assert transposed_layouts and all(transposed_layouts), transposed_layouts
+    for name in ("G", "D"):
+        assert fast_grads[name].keys() == plain_grads[name].keys() and fast_grads[name]
+        for key, grad in fast_grads[name].items():
+            assert grad.is_contiguous(), f"{name} {key}: gradient is not contiguous"
+            torch.testing.assert_close(grad, plain_grads[name][key], rtol=1e-4, atol=1e-6)
+    for net in (fast.generator, fast.discriminator):
+        assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_reusing_freed_cpu_memory_stops_the_page_faults_of_repeated_large_allocations():
+    script = textwrap.dedent(
+        """
+        import resource, sys, torch
+        from hf_pix2pixhd.training.allocator import reuse_freed_cpu_memory
+        if sys.argv[1] == "reuse":
+            assert reuse_freed_cpu_memory()
+        def faults():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        x = torch.ones(16 << 20); del x  # 64 MiB, like a pix2pixHD weight's gradient
+        before = faults()
+        for _ in range(20):
+            x = torch.ones(16 << 20); del x
+        print(faults() - before)
+        """
+    )
+    faults = {
+        mode: int(run([sys.executable, "-c", script, mode]).stdout.split()[-1])
+        for mode in ("default", "reuse")
+    }
+    assert faults["reuse"] * 4 < faults["default"], faults

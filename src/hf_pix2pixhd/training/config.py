@@ -75,7 +75,8 @@ class TrainConfig:
     ema_decay: float | None = None
     # precision and speed
     mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs a GPU)
-    channels_last: bool = False
+    channels_last: bool = False  # channels_last activations (weights keep their layout)
+    reuse_cpu_memory: bool = True  # keep freed buffers mapped (glibc): no page faults per step
     # checkpoints, logging, samples
     checkpoint_every: int = 500  # optimizer steps; a checkpoint is also written at the end
     keep_checkpoints: int = 3

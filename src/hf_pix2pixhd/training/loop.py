@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 from ..data import build_dataset, collate_pairs, resolve_palette
 from ..models.modes import eval_mode, pix2pix_test_mode
 from ..pipeline import Pix2PixHDPipeline
+from .allocator import reuse_freed_cpu_memory
 from .checkpoints import remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .model_card import push_folder_to_hub, render_model_card
-from .networks import build_networks, prepare_batch
+from .networks import build_networks, feed_channels_last, prepare_batch
 from .objective import Objective
 from .samples import sample_grid
 
@@ -99,6 +100,8 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
         _warn_if_cpu_threads_idle(self.accelerator)
+        if config.reuse_cpu_memory and self.accelerator.device.type == "cpu":
+            reuse_freed_cpu_memory()
         # Per-process seeds: dropout differs across ranks, DDP broadcasts rank 0's init.
         set_seed(config.seed, device_specific=True)
         self.state = TrainerState()
@@ -148,7 +151,9 @@ class Trainer:
         if config.channels_last:
             for net in (networks.generator, networks.discriminator, networks.encoder):
                 if net is not None:
-                    net.to(memory_format=torch.channels_last)
+                    feed_channels_last(net)
+            if self.objective.vgg is not None:
+                feed_channels_last(self.objective.vgg)
         models = [networks.generator, networks.discriminator]
         if networks.encoder is not None:
             models.append(networks.encoder)
@@ -216,8 +221,6 @@ class Trainer:
                 if self.encoder is not None:
                     features = self.encoder(inputs.real, inputs.instances)
                     g_input = torch.cat([g_input, features.to(g_input.dtype)], 1)
-                if config.channels_last:
-                    g_input = g_input.contiguous(memory_format=torch.channels_last)
                 fake = self.generator(g_input)
             logs_d, pred_real = {}, None
             if self.objective.uses_discriminator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,32 @@ from ..models import (
     UNetGenerator,
 )
 from .config import TrainConfig
+
+
+def feed_channels_last(module: torch.nn.Module) -> None:
+    """Give ``module`` channels_last (NHWC-strided) 4-D inputs; its weights keep their layout.
+
+    oneDNN chooses its channels_last kernels from the input's layout alone; layers after that
+    keep whatever layout they produce (training's InstanceNorm returns NCHW; converting before
+    every conv measured slower than this). Converting the weights as well
+    (``module.to(memory_format=...)``) costs a strided copy of every conv weight's gradient in
+    backward and another in the fused Adam step: 1.2 s of a 5 s pix2pixHD bf16 step on CPU.
+    Transposed convs get NCHW inputs: on channels_last ones PyTorch converts their weight and
+    its gradient anyway (the U-Net's up path; 0.45 vs 0.47-0.52 s per pix2pix bf16 step).
+    """
+    module.register_forward_pre_hook(partial(_to_layout, layout=torch.channels_last))
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            layer.register_forward_pre_hook(partial(_to_layout, layout=torch.contiguous_format))
+
+
+def _to_layout(_module: torch.nn.Module, args: tuple, layout: torch.memory_format) -> tuple:
+    return tuple(
+        arg.contiguous(memory_format=layout)
+        if isinstance(arg, torch.Tensor) and arg.dim() == 4
+        else arg
+        for arg in args
+    )
 
 
 @dataclass
