@@ -26,6 +26,7 @@ from hf_pix2pixhd.styles import (
     cluster_styles,
     encode_instances,
     instance_regions,
+    object_colors,
 )
 
 SIZE = 32
@@ -504,3 +505,14 @@ def test_encode_styles_in_place_keeps_the_model_loadable(trained, tmp_path):
     assert loaded.style_bank.config.feature == "mean"
     assert loaded.style_bank.num_clusters.tolist() == [2, 2, 2]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_object_colors_leave_out_white_background_unless_the_photo_is_all_white():
+    photos = torch.ones(3, 3, 16, 16)  # [-1, 1]: white
+    photos[0, :, 4:12, 4:12] = torch.tensor([0.6, -0.6, -1.0])[:, None, None]  # a brown square
+    photos[1, :, :2, :2] = -1.0  # 4 black pixels: under 2% of the photo
+    colours = object_colors(photos)
+    torch.testing.assert_close(colours[0], torch.tensor([0.8, 0.2, 0.0]))
+    # Too little object: the plain mean, not the colour of 4 stray pixels.
+    torch.testing.assert_close(colours[1], torch.full((3,), 1 - 4 / 256))
+    torch.testing.assert_close(colours[2], torch.ones(3))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,10 @@ FEATURE_MODES = ("centre", "mean")
 #: The official threshold: an instance is kept when its area exceeds 1/64 of the image
 #: (``num / (h * w // 32) > 0.5`` in pix2pixHD's encode_features.py).
 MIN_AREA_FRACTION = 1 / 64
+#: Whole-image style swatches leave out near-white background (all channels at or above this,
+#: in [0, 1]) unless less than MIN_OBJECT_FRACTION of the photo is anything else.
+BACKGROUND_WHITE = 0.92
+MIN_OBJECT_FRACTION = 0.02
 
 #: The name of the single style class of sketch / rgb models (id 0): the whole image.
 GLOBAL_STYLE_CLASS = "style"
@@ -80,7 +84,8 @@ class StyleBank(ModelMixin, ConfigMixin):
             classes never seen when encoding).
         cluster_sizes: ``(num_classes, max_clusters)`` int64, member instances per cluster.
         swatches: ``(num_classes, max_clusters, 3)`` uint8 RGB, the mean colour of the member
-            instances' pixels in the training photos: a preview of each style for UIs.
+            instances' pixels in the training photos (for whole-image styles, of the photos'
+            objects: see :func:`object_colors`): a preview of each style for UIs.
 
     Args:
         num_classes: the pipeline's ``label_nc``; 1 for sketch / rgb models (one global style
@@ -248,6 +253,25 @@ class InstanceFeatures:
                 for f in ("features", "classes", "areas", "image_pixels", "colors")
             )
         )
+
+
+def object_colors(photos: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` mean RGB in ``[0, 1]`` of each photo's object: its pixels that are not
+    near-white background (some channel below :data:`BACKGROUND_WHITE`).
+
+    The swatch of a whole-image style: a shoe or handbag photo is mostly white background,
+    whose plain mean turns every style's swatch pale grey. Photos with less than
+    :data:`MIN_OBJECT_FRACTION` of such pixels (a white object on white) use all pixels.
+
+    Args:
+        photos: ``(N, 3, H, W)`` float in ``[-1, 1]``.
+    """
+    rgb = ((photos.detach().float().cpu().clamp(-1, 1) + 1) / 2).flatten(2)  # (N, 3, H*W)
+    is_object = (rgb.amin(1) < BACKGROUND_WHITE).float()  # (N, H*W)
+    pixels = is_object.sum(1)
+    too_few = pixels < MIN_OBJECT_FRACTION * rgb.shape[-1]
+    is_object[too_few] = 1.0
+    return (rgb * is_object[:, None]).sum(2) / is_object.sum(1, keepdim=True)
 
 
 def _as_batch_map(tensor: torch.Tensor, what: str) -> torch.Tensor:
@@ -479,9 +503,10 @@ def encode_dataset(
                 else:  # sketch / rgb: the whole image is one instance of class 0
                     labels = torch.zeros(len(group), 1, *photos.shape[-2:], dtype=torch.long)
                     instances = labels
-                parts.append(
-                    encode_instances(encoder, photos, labels, instances, feature, autocast_dtype)
-                )
+                part = encode_instances(encoder, photos, labels, instances, feature, autocast_dtype)
+                if "label" not in group[0]:
+                    part = replace(part, colors=object_colors(photos))
+                parts.append(part)
                 bar.update(len(group))
     return InstanceFeatures.concat(parts, encoder.config.out_channels)
 
