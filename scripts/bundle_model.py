@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -68,15 +69,16 @@ def run(command: list[str]) -> None:
 
 def describe_cpu() -> str:
     """e.g. "CPU: 2 cores of an AMD EPYC (AVX-512 BF16, no AMX), bf16 autocast"."""
-    import os
-
     cpuinfo = Path("/proc/cpuinfo")
     text = cpuinfo.read_text() if cpuinfo.is_file() else ""
     name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
                  if ln.startswith("model name")), "unknown")  # fmt: skip
     flags = set(text.split())
-    matrix = "AMX" if "amx_bf16" in flags else "AVX-512 BF16, no AMX"
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+    if "amx_bf16" in flags:
+        matrix = "AMX"
+    elif "avx512_bf16" in flags:
+        matrix = "AVX-512 BF16, no AMX"
+    else:
         matrix = "no bf16 matrix instructions"
     return f"CPU: {os.cpu_count()} cores of an {name} ({matrix}), bf16 autocast"
 
@@ -104,11 +106,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: models/<name>")
     parser.add_argument("--wall-time", default=None, help="training wall time, for the card")
     parser.add_argument("--hardware", default=describe_cpu(), help="default: this machine")
-    parser.epilog = "The training run's config overrides, if any, go after --."
-    argv = sys.argv[1:]
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    args.overrides = argv[split + 1 :]
+    parser.add_argument(
+        "overrides", nargs="*", help="the training run's config overrides, after --"
+    )
+    args = parser.parse_intermixed_args()  # the name, then options, then -- overrides
     bundle = BUNDLES[args.name]
     out = args.out or REPO / "models" / args.name
     staging = out.with_name(out.name + ".staging")

@@ -266,12 +266,15 @@ def object_colors(photos: torch.Tensor) -> torch.Tensor:
     Args:
         photos: ``(N, 3, H, W)`` float in ``[-1, 1]``.
     """
-    rgb = ((photos.detach().float().cpu().clamp(-1, 1) + 1) / 2).flatten(2)  # (N, 3, H*W)
+    rgb = _unit_rgb(photos).flatten(2)  # (N, 3, H*W)
     is_object = (rgb.amin(1) < BACKGROUND_WHITE).float()  # (N, H*W)
-    pixels = is_object.sum(1)
-    too_few = pixels < MIN_OBJECT_FRACTION * rgb.shape[-1]
-    is_object[too_few] = 1.0
+    is_object[is_object.sum(1) < MIN_OBJECT_FRACTION * rgb.shape[-1]] = 1.0
     return (rgb * is_object[:, None]).sum(2) / is_object.sum(1, keepdim=True)
+
+
+def _unit_rgb(photos: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` photos in ``[-1, 1]`` as float32 RGB in ``[0, 1]`` on the CPU."""
+    return (photos.detach().float().cpu().clamp(-1, 1) + 1) / 2
 
 
 def _as_batch_map(tensor: torch.Tensor, what: str) -> torch.Tensor:
@@ -419,7 +422,7 @@ def encode_instances(
     regions = regions.cpu()
     centre, sizes, present = centre_pixels(regions, count)
     flat_features = pooled.permute(0, 2, 3, 1).reshape(-1, pooled.shape[1])
-    rgb = ((photos.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+    rgb = _unit_rgb(photos).permute(0, 2, 3, 1)
     color_sums = torch.zeros(count, 3).index_add_(0, regions, rgb.reshape(-1, 3))
     areas = sizes[present]
     return InstanceFeatures(

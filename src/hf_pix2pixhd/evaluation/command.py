@@ -205,7 +205,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     dataset = build_dataset(config)
     load_data_s = time.perf_counter() - start
-    # Created only once there are results: a failed run leaves no empty folder behind.
     out = args.out or Path(f"eval-{Path(args.model.rstrip('/')).name}")
     report = evaluate_pipeline(
         pipeline,
@@ -259,7 +258,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "grid": report["grid"],
     }
     path = out / "metrics.json"
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result["metrics"], indent=2))
     print(f"wrote {path} and {report['grid']}")

@@ -149,11 +149,10 @@ class Trainer:
             networks.discriminator.parameters(), lr=config.lr, betas=betas, **fused
         )
         if config.channels_last:
-            for net in (networks.generator, networks.discriminator, networks.encoder):
+            nets = (networks.generator, networks.discriminator, networks.encoder)
+            for net in (*nets, self.objective.vgg):
                 if net is not None:
                     feed_channels_last(net)
-            if self.objective.vgg is not None:
-                feed_channels_last(self.objective.vgg)
         models = [networks.generator, networks.discriminator]
         if networks.encoder is not None:
             models.append(networks.encoder)
