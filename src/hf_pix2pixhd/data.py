@@ -32,6 +32,7 @@ import PIL.Image
 import torch
 from datasets.distributed import split_dataset_by_node
 
+from .drawn import DEFAULT_STROKE_WIDTHS, redraw_labels, redraw_sketch
 from .imaging import ImageReadError, load_image
 from .labels import (
     CITYSCAPES_PALETTE,
@@ -135,6 +136,13 @@ class DataConfig:
             of the file name (or "row <i>"), so the split is stable across runs and seeds.
         subset: "all" | "train" | "holdout": which part of the split to use.
         seed: augmentation seed (>= 0).
+        drawn_sketches: redraw "sketch" inputs as a brush would draw them (thinned, random
+            stroke width from ``stroke_widths``, small breaks, wobble, sometimes unfinished:
+            :func:`hf_pix2pixhd.drawn.redraw_sketch`). For demo models people draw for.
+        stroke_widths: ``[min, max]`` stroke width in px at 256x256 for ``drawn_sketches``.
+        drawn_labels: redraw "labels" inputs as painted in an app (small regions dropped,
+            regions as boxes or simplified polygons, ragged edges, JPEG-noisy colours:
+            :func:`hf_pix2pixhd.drawn.redraw_labels`).
     """
 
     source: str
@@ -157,6 +165,9 @@ class DataConfig:
     holdout_fraction: float = 0.0
     subset: str = "all"
     seed: int = 0
+    drawn_sketches: bool = False
+    stroke_widths: tuple[float, float] | list[float] = DEFAULT_STROKE_WIDTHS
+    drawn_labels: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -231,6 +242,25 @@ class DataConfig:
             raise DataError(f"max_samples must be None or a positive int, got {self.max_samples!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise DataError(f"seed must be an int >= 0, got {self.seed!r}")
+        if self.drawn_sketches and self.input_kind != "sketch":
+            raise DataError(
+                f"drawn_sketches redraws sketch inputs, but input_kind is {self.input_kind!r}; "
+                "use drawn_labels for label maps"
+            )
+        if self.drawn_labels and (self.input_kind != "labels" or self.use_instance_map):
+            raise DataError(
+                "drawn_labels redraws label maps (input_kind 'labels') and cannot keep separate "
+                "instance maps in step: turn off use_instance_map or drawn_labels"
+            )
+        widths = self.stroke_widths
+        if (
+            len(widths) != 2
+            or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in widths)
+            or not 1 <= widths[0] <= widths[1]
+        ):
+            raise DataError(
+                f"stroke_widths must be [min, max] px with 1 <= min <= max, got {widths!r}"
+            )
 
 
 def resolve_palette(palette: list[list[int]] | Palette | str | None) -> Palette | None:
@@ -703,8 +733,19 @@ class _PairBuilder:
                 item[key] = _apply_ids(array, params, config.crop_size)
         else:
             item["input"] = _apply_photo(source, params, config.crop_size)
+        if config.drawn_sketches or config.drawn_labels:
+            self._redraw(item, np.random.default_rng([config.seed, epoch, row_index, 1]))
         item["name"] = name
         return item
+
+    def _redraw(self, item: dict[str, Any], rng: np.random.Generator) -> None:
+        """Make the input look drawn by hand (see :mod:`hf_pix2pixhd.drawn`), in place."""
+        if self.config.drawn_sketches:
+            sketch = redraw_sketch(item["input"].numpy(), rng, tuple(self.config.stroke_widths))
+            item["input"] = torch.from_numpy(np.ascontiguousarray(sketch, dtype=np.float32))
+        if self.config.drawn_labels:
+            ids = redraw_labels(item["label"][0].numpy(), rng, self.palette)
+            item["label"] = torch.from_numpy(ids)[None]
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ from torch import nn
 from .layers import (
     NormType,
     ResnetBlock,
+    UpsampleType,
     check_input_channels,
     check_spatial_multiple,
     init_weights_normal,
     make_norm,
+    make_upsample,
     resnet_trunk_layers,
 )
 
@@ -38,6 +40,7 @@ class GlobalGenerator(ModelMixin, ConfigMixin):
     Args:
         in_channels: ``label_nc`` (+1 with instance boundaries, + encoder feature channels).
         n_downsampling: 4 in the paper's 1024x512 setting.
+        upsample: "transpose" (official) or "resize_conv" (no checkerboard artefacts).
 
     Input: ``(N, in_channels, H, W)``, usually a one-hot label map in ``{0, 1}`` (plus boundary
     and feature channels); H and W multiples of ``2**n_downsampling``.
@@ -54,6 +57,7 @@ class GlobalGenerator(ModelMixin, ConfigMixin):
         n_blocks: int = 9,
         norm: NormType = "instance",
         padding_type: str = "reflect",
+        upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
         self.model = nn.Sequential(
@@ -66,6 +70,7 @@ class GlobalGenerator(ModelMixin, ConfigMixin):
                 norm,
                 use_bias=True,
                 padding_type=padding_type,
+                upsample=upsample,
             )
         )
         init_weights_normal(self)
@@ -105,6 +110,7 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
         n_blocks_local: int = 3,
         norm: NormType = "instance",
         padding_type: str = "reflect",
+        upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
         if n_local_enhancers < 1:
@@ -118,6 +124,7 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
             norm,
             use_bias=True,
             padding_type=padding_type,
+            upsample=upsample,
         )
         self.model = nn.Sequential(*trunk[:-3])
         for n in range(1, n_local_enhancers + 1):
@@ -136,7 +143,7 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
                 for _ in range(n_blocks_local)
             ]
             back += [
-                nn.ConvTranspose2d(width * 2, width, 3, stride=2, padding=1, output_padding=1),
+                make_upsample(upsample, width * 2, width),
                 make_norm(norm, width),
                 nn.ReLU(True),
             ]

@@ -15,6 +15,8 @@ from torch import nn
 
 NormType = Literal["batch", "instance", "none"]
 NORM_TYPES: tuple[str, ...] = ("batch", "instance", "none")
+UpsampleType = Literal["transpose", "resize_conv"]
+UPSAMPLE_TYPES: tuple[str, ...] = ("transpose", "resize_conv")
 
 
 def check_norm(norm: str) -> None:
@@ -60,6 +62,40 @@ def make_norm(norm: NormType, channels: int) -> nn.Module:
     if norm == "instance":
         return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     return nn.Identity()
+
+
+class ResizeConv2d(nn.Conv2d):
+    """2x nearest-neighbour upsampling, then a padded Conv3: the decoder step that cannot make
+    checkerboard artefacts (Odena et al. 2016), unlike a stride-2 transposed conv whose kernel
+    overlaps unevenly.
+
+    One module in the slot of the ``ConvTranspose2d`` it replaces, so the other layers keep
+    their official indices. Input ``(N, C_in, H, W)`` -> ``(N, C_out, 2H, 2W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 3, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return super().forward(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+
+
+def make_upsample(
+    upsample: UpsampleType, in_channels: int, out_channels: int, bias: bool = True
+) -> nn.Module:
+    """The 2x decoder step of the ResNet-style generators: the official ``ConvTranspose3``
+    (stride 2, output_padding 1) or :class:`ResizeConv2d`."""
+    if upsample == "transpose":
+        return nn.ConvTranspose2d(
+            in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=bias
+        )
+    if upsample == "resize_conv":
+        return ResizeConv2d(in_channels, out_channels, bias=bias)
+    raise ValueError(
+        f"Unknown upsample {upsample!r}: choose one of {', '.join(UPSAMPLE_TYPES)} "
+        "(resize_conv avoids checkerboard artefacts; transpose loads official checkpoints)."
+    )
 
 
 class ResnetBlock(nn.Module):
@@ -117,12 +153,14 @@ def resnet_trunk_layers(
     use_bias: bool,
     use_dropout: bool = False,
     padding_type: Literal["reflect", "replicate", "zero"] = "reflect",
+    upsample: UpsampleType = "transpose",
 ) -> list[nn.Module]:
     """The encoder-ResNet-decoder stack of the pix2pix ResNet G and the pix2pixHD global G.
 
     ReflectionPad3 + Conv7 (ngf), ``n_downsampling`` x (Conv3 stride 2, channels x2),
-    ``n_blocks`` ResNet blocks, ``n_downsampling`` x (ConvTranspose3 stride 2, output_padding 1),
-    ReflectionPad3 + Conv7 + Tanh. The last conv always has a bias, as in both official codes.
+    ``n_blocks`` ResNet blocks, ``n_downsampling`` x (ConvTranspose3 stride 2, output_padding 1,
+    or with ``upsample="resize_conv"`` a :class:`ResizeConv2d`), ReflectionPad3 + Conv7 + Tanh.
+    The last conv always has a bias, as in both official codes.
     With ``n_blocks=0`` this is also the pix2pixHD feature encoder's body.
     """
     check_norm(norm)
@@ -146,15 +184,7 @@ def resnet_trunk_layers(
     for i in range(n_downsampling):
         channels = ngf * 2 ** (n_downsampling - i)
         layers += [
-            nn.ConvTranspose2d(
-                channels,
-                channels // 2,
-                3,
-                stride=2,
-                padding=1,
-                output_padding=1,
-                bias=use_bias,
-            ),
+            make_upsample(upsample, channels, channels // 2, bias=use_bias),
             make_norm(norm, channels // 2),
             nn.ReLU(True),
         ]

@@ -13,6 +13,7 @@ from torch import nn
 
 from .layers import (
     NormType,
+    UpsampleType,
     check_input_channels,
     check_norm,
     check_spatial_multiple,
@@ -128,6 +129,8 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
     Two stride-2 downsamplings, ``n_blocks`` ResNet blocks at 1/4 resolution, two upsamplings.
     Conv biases are on only with InstanceNorm, as in the official code.
 
+    ``upsample="resize_conv"`` replaces the transposed convs with :class:`ResizeConv2d`.
+
     Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``, H and W multiples of 4.
     Output: ``(N, out_channels, H, W)`` in ``[-1, 1]``.
     """
@@ -142,6 +145,7 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
         norm: NormType = "batch",
         use_dropout: bool = False,
         padding_type: str = "reflect",
+        upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
         self.model = nn.Sequential(
@@ -155,6 +159,7 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
                 use_bias=norm == "instance",
                 use_dropout=use_dropout,
                 padding_type=padding_type,
+                upsample=upsample,
             )
         )
         init_weights_normal(self)

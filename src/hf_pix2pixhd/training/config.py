@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..data import DataConfig
+from ..models.layers import UPSAMPLE_TYPES
 
 RECIPES = ("pix2pix", "pix2pixhd")
 GENERATORS = ("unet", "resnet", "global", "local")
@@ -31,6 +32,8 @@ class ModelConfig:
     n_downsampling: int = 4  # global / local trunk
     n_local_enhancers: int = 1
     n_blocks_local: int = 3
+    # ResNet-style G decoders: "transpose" (official) or "resize_conv" (no checkerboard)
+    upsample: str = "transpose"
     discriminator: str = "patchgan"
     ndf: int = 64
     n_layers_d: int = 3
@@ -102,6 +105,15 @@ class TrainConfig:
             raise ValueError(
                 f"model.discriminator must be one of {DISCRIMINATORS}, got "
                 f"{self.model.discriminator!r}."
+            )
+        if self.model.upsample not in UPSAMPLE_TYPES:
+            raise ValueError(
+                f"model.upsample must be one of {UPSAMPLE_TYPES}, got {self.model.upsample!r}."
+            )
+        if self.model.upsample != "transpose" and self.model.generator == "unet":
+            raise ValueError(
+                "model.upsample resize_conv is for the resnet, global and local generators; the "
+                "unet keeps its transposed convs."
             )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError("mixed_precision must be no, bf16 or fp16.")

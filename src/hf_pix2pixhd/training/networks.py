@@ -71,13 +71,17 @@ def build_networks(config: TrainConfig) -> Networks:
     if m.generator == "unet":
         generator = UNetGenerator(g_in, 3, m.num_downs, m.ngf, m.norm_g, m.use_dropout)
     elif m.generator == "resnet":
-        generator = ResnetGenerator(g_in, 3, m.ngf, m.n_blocks, m.norm_g, m.use_dropout)
+        generator = ResnetGenerator(
+            g_in, 3, m.ngf, m.n_blocks, m.norm_g, m.use_dropout, upsample=m.upsample
+        )
     elif m.generator == "global":
-        generator = GlobalGenerator(g_in, 3, m.ngf, m.n_downsampling, m.n_blocks, m.norm_g)
+        generator = GlobalGenerator(
+            g_in, 3, m.ngf, m.n_downsampling, m.n_blocks, m.norm_g, upsample=m.upsample
+        )
     else:
         generator = LocalEnhancerGenerator(
             g_in, 3, m.ngf, m.n_downsampling, m.n_blocks, m.n_local_enhancers, m.n_blocks_local,
-            m.norm_g,
+            m.norm_g, upsample=m.upsample,
         )  # fmt: skip
         if m.load_global:
             generator.load_global_generator(_load_generator(m.load_global))
