@@ -131,3 +131,25 @@ def test_shoes_model_fills_the_sketch_and_styles_recolour_it(shoes):
                       for img in images])  # fmt: skip
     spread = np.abs(means[:, None] - means[None]).sum(-1).max()
     assert spread > 0.1, means
+
+
+def test_shoes_model_answers_a_thick_brush_like_a_thin_pen(shoes):
+    """The bundled shoes model records the stroke width it was trained on: a sketch drawn with
+    a 6 px brush is thinned and redrawn at it, so it gives the shoe a 1 px sketch gives, not the
+    brush strokes on a checkerboard it gives when fed as it is."""
+    from hf_pix2pixhd.drawn import coverage_to_sketch, ink_mask, render_strokes, stroke_skeleton
+
+    example = PIL.Image.open(sorted((SHOES / "examples").glob("*.png"))[0]).convert("RGB")
+    pixels = np.asarray(example, np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    centre = stroke_skeleton(ink_mask(pixels))
+
+    def drawn(width: float) -> PIL.Image.Image:
+        sketch = coverage_to_sketch(render_strokes(centre, width))
+        return PIL.Image.fromarray(((sketch.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8))
+
+    thin = shoes(drawn(1), seed=0, output_type="np").images[0]
+    thick = shoes(drawn(6), seed=0, output_type="np").images[0]
+    raw = shoes(drawn(6), seed=0, output_type="np", normalize_strokes=False).images[0]
+    assert shoes.config.stroke_width
+    assert np.abs(thick - thin).mean() < 0.03
+    assert np.abs(raw - thin).mean() > 2 * np.abs(thick - thin).mean()

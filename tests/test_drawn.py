@@ -210,3 +210,36 @@ def test_resize_conv_decoders_make_no_checkerboard_and_round_trip(factory, tmp_p
         assert loaded.config.upsample == upsample
         with torch.no_grad():
             assert torch.equal(loaded(x), y)
+
+
+def test_the_pipeline_redraws_sketches_at_the_recorded_width(tmp_path):
+    from hf_pix2pixhd.models import UNetGenerator
+    from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
+
+    pipe = Pix2PixHDPipeline(UNetGenerator(num_downs=5, ngf=4), input_kind="sketch",
+                             stroke_width=4.0)  # fmt: skip
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = Pix2PixHDPipeline.from_pretrained(tmp_path / "model")
+    assert loaded.config.stroke_width == 4.0
+    seen: list[torch.Tensor] = []  # what the translator gets; it answers with its input
+
+    def record(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return x[:, :3]
+
+    loaded.translator.forward = record
+    thick = _sketch(9, 256)
+    image = Image.fromarray(((thick.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8))
+    loaded(image)
+    loaded(image, normalize_strokes=False)
+    redrawn, raw = (seen[0].numpy() for seen in seen)
+    assert estimate_stroke_width(ink_mask(redrawn)) == pytest.approx(4.0, abs=1.0)
+    assert estimate_stroke_width(ink_mask(raw)) == pytest.approx(9.0, abs=1.0)
+    # At 128 px the width scales with the shorter side: 2 px.
+    loaded(image.resize((128, 128)))
+    assert estimate_stroke_width(ink_mask(seen[-1][0].numpy())) == pytest.approx(2, abs=1)
+    # Models without a recorded width take sketches as they are.
+    plain = Pix2PixHDPipeline(UNetGenerator(num_downs=5, ngf=4), input_kind="sketch")
+    assert plain.config.stroke_width is None
+    assert torch.equal(plain.normalize_strokes(torch.from_numpy(thick)[None]),
+                       torch.from_numpy(thick)[None])  # fmt: skip

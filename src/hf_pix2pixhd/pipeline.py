@@ -23,6 +23,7 @@ import torch
 from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.utils import BaseOutput
 
+from . import drawn
 from .imaging import (
     ImageInput,
     as_pil_or_array,
@@ -84,6 +85,10 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             channels for ``"sketch"`` / ``"rgb"``, whose styles are global).
         resize_mode: ``"pad"`` (edge-pad to the size the network needs, crop back) or
             ``"resize"`` (resize to the nearest valid size and back).
+        stroke_width: for sketch models, the stroke width (px at a 256 px shorter side) the
+            model was trained on: incoming strokes are thinned and redrawn at it (scaled to the
+            input's size), so a thick brush and a thin pen both work. None: sketches go in as
+            they are.
     """
 
     _optional_components: ClassVar[list[str]] = ["encoder", "style_bank"]
@@ -103,6 +108,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         use_instance_map: bool = False,
         feature_nc: int = 0,
         resize_mode: str = "pad",
+        stroke_width: float | None = None,
     ) -> None:
         super().__init__()
         if input_kind not in INPUT_KINDS:
@@ -123,6 +129,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             use_instance_map=bool(use_instance_map),
             feature_nc=int(feature_nc),
             resize_mode=resize_mode,
+            stroke_width=float(stroke_width) if stroke_width is not None else None,
         )
         self._check_consistency()
 
@@ -274,6 +281,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         instance_map: ImageInput | None = None,
         features: torch.Tensor | None = None,
         style_tables: torch.Tensor | None = None,
+        normalize_strokes: bool = True,
     ) -> torch.Tensor:
         """One input as the translator's ``(S, C, H, W)`` float tensor (before padding).
 
@@ -285,6 +293,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         cfg = self.config
         if cfg.input_kind != "labels":
             pixels = image_to_tensor(image, self.image_channels)
+            if normalize_strokes and cfg.input_kind == "sketch":
+                pixels = self.normalize_strokes(pixels)
             if not cfg.feature_nc:
                 return pixels
             # The whole image is one instance of the single style class.
@@ -310,6 +320,17 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 ids = ids.expand(count, -1, -1, -1)
                 instances = instances.expand(count, -1, -1, -1) if instances is not None else None
         return assemble_generator_input(ids, cfg.label_nc, instances, features)
+
+    def normalize_strokes(self, sketch: torch.Tensor) -> torch.Tensor:
+        """Redraw the strokes of a ``(1, C, H, W)`` sketch in ``[-1, 1]`` at the width the
+        model was trained on (``stroke_width``, px at a 256 px shorter side); unchanged when
+        the model records none."""
+        width = self.config.get("stroke_width")
+        if not width:
+            return sketch
+        scaled = max(1.0, width * min(sketch.shape[-2:]) / 256.0)
+        redrawn = drawn.normalize_strokes(sketch[0].float().cpu().numpy(), scaled)
+        return torch.from_numpy(np.ascontiguousarray(redrawn))[None].to(sketch)
 
     def _feature_input(
         self,
@@ -538,6 +559,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         num_styles: int = 1,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        normalize_strokes: bool = True,
     ) -> Pix2PixHDPipelineOutput | tuple:
         """Translate one input or a list of inputs, in one or several styles.
 
@@ -568,6 +590,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 alpha.
             num_styles: with ``style="random"``, how many random styles to draw.
             generator, seed: make ``"random"`` reproducible (give one of them).
+            normalize_strokes: sketch models that record a ``stroke_width`` redraw the input's
+                strokes at that width first (thin, then redraw); False feeds them as they are.
 
         Every input comes out once per style, inputs first: output ``i * S + s`` is input
         ``i`` in style ``s``. The chosen per-class feature is painted over every instance of
@@ -597,7 +621,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             tables = self.style_tables()
 
         inputs = [
-            self.prepare_inputs(img, inst, feat, tables)
+            self.prepare_inputs(img, inst, feat, tables, normalize_strokes)
             for img, inst, feat in zip(images, instances, feature_list, strict=True)
         ]
         dtype = self.translator.dtype

@@ -58,6 +58,8 @@ def build_pipeline(
         palette=resolve_palette(data.palette),
         use_instance_map=data.use_instance_map,
         feature_nc=config.model.feature_nc if encoder is not None else 0,
+        # Sketches drawn at any width are redrawn in the middle of the trained range.
+        stroke_width=sum(data.stroke_widths) / 2 if data.drawn_sketches else None,
     )
 
 
