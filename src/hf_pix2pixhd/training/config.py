@@ -12,6 +12,7 @@ import yaml
 
 from ..data import DataConfig
 from ..models.layers import UPSAMPLE_TYPES
+from .diffaugment import parse_policy
 
 RECIPES = ("pix2pix", "pix2pixhd")
 GENERATORS = ("unet", "resnet", "global", "local")
@@ -45,6 +46,7 @@ class ModelConfig:
     feature_nc: int = 3
     nef: int = 16
     n_downsampling_e: int = 4
+    spectral_norm_d: bool = False  # spectral normalisation on every conv of D
     load_global: str | None = None  # a trained global G (model or pipeline dir) for the trunk
     niter_fix_global: int = 0  # epochs during which only the local enhancer trains
 
@@ -63,6 +65,10 @@ class TrainConfig:
     lambda_l1: float = 100.0
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0
+    # mode seeking: reward outputs that differ with the style code (0: off; needs the encoder)
+    lambda_diversity: float = 0.0
+    diversity_cap: float = 1.0  # the rewarded output / code difference ratio is capped here
+    diffaugment: str = ""  # DiffAugment for D: e.g. "color,translation,cutout" ("" = off)
     vgg_weights: str | None = None  # path or URL; None: $HF_PIX2PIXHD_VGG_WEIGHTS or the URL
     vgg_variant: str = "vgg19"
     # optimisation and schedule (epochs at constant LR, then epochs of linear decay to 0)
@@ -114,6 +120,12 @@ class TrainConfig:
             raise ValueError(
                 "model.upsample resize_conv is for the resnet, global and local generators; the "
                 "unet keeps its transposed convs."
+            )
+        parse_policy(self.diffaugment)
+        if self.lambda_diversity and not self.model.use_encoder:
+            raise ValueError(
+                "lambda_diversity rewards outputs that follow the style code: it needs "
+                "model.use_encoder true (or set lambda_diversity 0)."
             )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError("mixed_precision must be no, bf16 or fp16.")

@@ -24,7 +24,7 @@ from .allocator import reuse_freed_cpu_memory
 from .checkpoints import remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .model_card import push_folder_to_hub, render_model_card
-from .networks import build_networks, feed_channels_last, prepare_batch
+from .networks import build_networks, feed_channels_last, prepare_batch, random_instance_codes
 from .objective import Objective
 from .samples import sample_grid
 
@@ -219,10 +219,19 @@ class Trainer:
             with accelerator.autocast():
                 inputs = prepare_batch(batch, config)
                 g_input = inputs.generator_input
+                codes = codes_alt = None
                 if self.encoder is not None:
-                    features = self.encoder(inputs.real, inputs.instances)
-                    g_input = torch.cat([g_input, features.to(g_input.dtype)], 1)
+                    codes = self.encoder(inputs.real, inputs.instances).to(g_input.dtype)
+                    condition_input = g_input
+                    g_input = torch.cat([condition_input, codes], 1)
+                    if self.objective.lambda_diversity:
+                        # The same conditions with random codes, in the same batch through G.
+                        codes_alt = random_instance_codes(inputs.instances, codes)
+                        g_input = torch.cat([g_input, torch.cat([condition_input, codes_alt], 1)])
                 fake = self.generator(g_input)
+                fake_alt = None
+                if codes_alt is not None:
+                    fake, fake_alt = fake.chunk(2)
             logs_d, pred_real = {}, None
             if self.objective.uses_discriminator:
                 with accelerator.autocast():
@@ -239,6 +248,12 @@ class Trainer:
                 loss_g, logs_g = self.objective.generator_loss(
                     frozen_d, inputs.condition, inputs.real, fake, pred_real
                 )
+                if fake_alt is not None:
+                    loss_div, logs_div = self.objective.diversity_loss(
+                        frozen_d, inputs.condition, fake, fake_alt, codes, codes_alt
+                    )
+                    loss_g = loss_g + loss_div
+                    logs_g = {**logs_g, **logs_div}
             accelerator.backward(loss_g)
             frozen_d.requires_grad_(True)
             if self._fixing_global_trunk():

@@ -19,6 +19,7 @@ from ..models import (
     ResnetGenerator,
     UNetGenerator,
 )
+from ..models.encoder import instance_segment_ids
 from .config import TrainConfig
 
 
@@ -92,6 +93,10 @@ def build_networks(config: TrainConfig) -> Networks:
             condition_nc + 3, m.ndf, m.n_layers_d, m.norm_d, num_d=m.num_d,
             return_features=config.model.recipe == "pix2pixhd",
         )  # fmt: skip
+    if m.spectral_norm_d:
+        for layer in list(discriminator.modules()):
+            if isinstance(layer, torch.nn.Conv2d):
+                torch.nn.utils.parametrizations.spectral_norm(layer)
     encoder = None
     if m.use_encoder:
         encoder = FeatureEncoder(3, m.feature_nc, m.nef, m.n_downsampling_e, m.norm_g)
@@ -109,6 +114,19 @@ def _load_generator(path: str) -> GlobalGenerator:
             "the exported pipeline or model folder of a trained global generator."
         )
     return GlobalGenerator.from_pretrained(folder)
+
+
+def random_instance_codes(instances: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Random style codes shaped like the encoder's: one uniform ``[-1, 1]`` code (the range
+    of E's tanh) per instance of ``instances`` ``(N, 1, H, W)``, painted over it.
+
+    Returns ``(N, C, H, W)`` like ``codes``, piecewise constant per instance.
+    """
+    segments, count = instance_segment_ids(instances)
+    table = torch.rand(count, codes.shape[1], device=codes.device) * 2 - 1
+    batch, channels, height, width = codes.shape
+    painted = table[segments.to(codes.device)].view(batch, height, width, channels)
+    return painted.permute(0, 3, 1, 2).to(codes.dtype)
 
 
 @dataclass

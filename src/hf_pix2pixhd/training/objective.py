@@ -11,6 +11,7 @@ from torch import nn
 from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss
 from ..models import VGGFeatures
 from .config import TrainConfig
+from .diffaugment import AugmentParams, DiffAugment
 
 Discriminate = Callable[[torch.Tensor], object]
 
@@ -19,7 +20,10 @@ class Objective(nn.Module):
     """Generator and discriminator losses for one batch.
 
     Both are computed against the same D parameters (pix2pixHD's order), so that gradient
-    accumulation over micro-batches equals one large batch. D sees ``cat(condition, image)``.
+    accumulation over micro-batches equals one large batch. D sees ``cat(condition, image)``,
+    through DiffAugment when ``config.diffaugment`` names transforms: one draw per step, made in
+    :meth:`discriminator_loss` and reused by :meth:`generator_loss` and
+    :meth:`diversity_loss` (call them in that order).
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -31,6 +35,10 @@ class Objective(nn.Module):
         self.lambda_feat = config.lambda_feat
         self.lambda_vgg = config.lambda_vgg
         self.n_layers_d = config.model.n_layers_d
+        self.lambda_diversity = config.lambda_diversity
+        self.diversity_cap = config.diversity_cap
+        self.augment = DiffAugment(config.diffaugment)
+        self._augment_params: AugmentParams | None = None
         self.vgg: VGGPerceptualLoss | None = None
         if self.recipe == "pix2pixhd" and self.lambda_vgg > 0:
             if config.vgg_weights == "random":  # plumbing tests only: no pretrained features
@@ -43,6 +51,14 @@ class Objective(nn.Module):
                 # Frozen: keeping it in bf16 saves casting ~20M weights on every forward.
                 vgg = vgg.to(torch.bfloat16)
             self.vgg = VGGPerceptualLoss(vgg)
+
+    def _discriminate(self, discriminate: Discriminate, pair: torch.Tensor, fresh: bool) -> object:
+        """D on a ``cat(condition, image)`` pair, augmented with this step's parameters."""
+        if not self.augment:
+            return discriminate(pair)
+        if fresh or self._augment_params is None:
+            self._augment_params = self.augment.sample(pair.shape[0], *pair.shape[-2:], pair.device)
+        return discriminate(self.augment.apply(pair, self._augment_params))
 
     @property
     def uses_discriminator(self) -> bool:
@@ -67,7 +83,7 @@ class Objective(nn.Module):
         total = fake.new_zeros((), dtype=torch.float32)
         pred_fake = None
         if self.uses_discriminator:
-            pred_fake = discriminate(torch.cat([condition, fake], 1))
+            pred_fake = self._discriminate(discriminate, torch.cat([condition, fake], 1), False)
         if self.lambda_gan > 0:
             loss_gan = self.gan(pred_fake, True, for_discriminator=False) * self.lambda_gan
             logs["G_GAN"] = loss_gan.item()
@@ -80,7 +96,8 @@ class Objective(nn.Module):
             if self.lambda_feat > 0:
                 if pred_real is None:
                     with torch.no_grad():
-                        pred_real = discriminate(torch.cat([condition, real], 1))
+                        pair = torch.cat([condition, real], 1)
+                        pred_real = self._discriminate(discriminate, pair, False)
                 loss_fm = feature_matching_loss(pred_fake, pred_real, self.n_layers_d)
                 loss_fm = loss_fm * self.lambda_feat
                 logs["G_GAN_Feat"] = loss_fm.item()
@@ -103,10 +120,39 @@ class Objective(nn.Module):
 
         Returns the loss, its logs, and D's output on the real pair (for feature matching).
         """
-        pred_fake = discriminate(torch.cat([condition, fake.detach()], 1))
-        pred_real = discriminate(torch.cat([condition, real], 1))
+        pred_fake = self._discriminate(discriminate, torch.cat([condition, fake.detach()], 1), True)
+        pred_real = self._discriminate(discriminate, torch.cat([condition, real], 1), False)
         loss_fake = self.gan(pred_fake, False)
         loss_real = self.gan(pred_real, True)
         total = 0.5 * (loss_fake + loss_real)
         logs = {"D_fake": loss_fake.item(), "D_real": loss_real.item(), "D": total.item()}
         return total, logs, pred_real
+
+    def diversity_loss(
+        self,
+        discriminate: Discriminate,
+        condition: torch.Tensor,
+        fake: torch.Tensor,
+        fake_alt: torch.Tensor,
+        codes: torch.Tensor,
+        codes_alt: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mode seeking (Mao et al. 2019): reward G for outputs that differ as much as their
+        style codes do, so the encoder's codes, and the styles clustered from them, show.
+
+        ``-lambda_diversity * min(mean|fake - fake_alt| / mean|codes - codes_alt|, cap)``: the
+        cap keeps the reward bounded. ``fake_alt`` (G's output for the same condition with other
+        codes, ``codes_alt``) must look real too: it gets G's adversarial term.
+        """
+        ratio = (fake.float() - fake_alt.float()).abs().mean() / (
+            (codes.float() - codes_alt.float()).abs().mean() + 1e-5
+        )
+        total = -self.lambda_diversity * ratio.clamp(max=self.diversity_cap)
+        logs = {"G_div_ratio": ratio.item()}
+        if self.lambda_gan > 0:
+            pred = self._discriminate(discriminate, torch.cat([condition, fake_alt], 1), False)
+            loss_gan = self.gan(pred, True, for_discriminator=False) * self.lambda_gan
+            logs["G_GAN_alt"] = loss_gan.item()
+            total = total + loss_gan
+        logs["G_div"] = total.item()
+        return total, logs
