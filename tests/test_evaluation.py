@@ -279,6 +279,7 @@ def test_evaluate_sketch_model_with_the_default_global_style(
     assert run_evaluate(args) == 0
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["n_images"] == 4 and all(np.isfinite(v) for v in report["metrics"].values())
+    assert "default style" in report["settings"]["data"]["feature_source"]
 
 
 # -- errors -----------------------------------------------------------------------------------

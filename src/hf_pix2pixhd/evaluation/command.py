@@ -226,7 +226,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         k: v for k, v in dataclasses.asdict(config).items() if k not in ("source", "split")
     }
     if cfg.feature_nc:
-        data_settings["feature_source"] = "encoder on the real photo (reconstruction)"
+        data_settings["feature_source"] = (
+            "the style bank's default style (what a user gets)"
+            if args.features == "default-style"
+            else "encoder on the real photo (reconstruction)"
+        )
     result = {
         "model": args.model,
         "data": args.data,
