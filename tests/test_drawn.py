@@ -243,3 +243,17 @@ def test_the_pipeline_redraws_sketches_at_the_recorded_width(tmp_path):
     assert plain.config.stroke_width is None
     assert torch.equal(plain.normalize_strokes(torch.from_numpy(thick)[None]),
                        torch.from_numpy(thick)[None])  # fmt: skip
+
+
+def test_label_boxes_turn_regions_into_their_bounding_boxes():
+    from hf_pix2pixhd.drawn import label_boxes
+
+    ids = np.ones((64, 64), np.int64)
+    yy, xx = np.mgrid[0:64, 0:64]
+    ids[(yy - 20) ** 2 + (xx - 20) ** 2 <= 64] = 2  # a round window, radius 8
+    ids[50, 50] = 3  # a one-pixel speck
+    boxes = label_boxes(ids)
+    assert np.all(boxes[12:29, 12:29] == 2)  # the circle's bounding box, filled
+    assert (boxes == 2).sum() == 17 * 17
+    assert boxes[50, 50] == 1  # the speck is gone
+    assert np.array_equal(label_boxes(ids), boxes)  # deterministic

@@ -146,6 +146,39 @@ def _fill_from_neighbours(ids: np.ndarray, holes: np.ndarray) -> np.ndarray:
     return ids[near_y, near_x]
 
 
+def _regions(ids: np.ndarray, min_area: float) -> tuple[np.ndarray, list]:
+    """Connected regions of each class, largest first, as ``(area, class, bounding box slices,
+    mask within the box)``; regions under ``min_area`` pixels are dropped from the list and
+    from the returned map (their pixels join the nearest other region)."""
+    regions = []
+    small = np.zeros(ids.shape, bool)
+    for cls in np.unique(ids):
+        components, _ = ndimage.label(ids == cls)
+        for index, box in enumerate(ndimage.find_objects(components), start=1):
+            mask = components[box] == index
+            size = int(mask.sum())
+            if size < min_area:
+                small[box] |= mask
+            else:
+                regions.append((size, int(cls), box, mask))
+    regions.sort(key=lambda region: -region[0])
+    return _fill_from_neighbours(ids, small), regions
+
+
+def label_boxes(ids: np.ndarray, min_share: float = 0.001, max_share: float = 0.25) -> np.ndarray:
+    """A label map as drawn with a box tool: every region between ``min_share`` and
+    ``max_share`` of the image becomes its bounding box (smaller ones painted last, on top);
+    smaller regions are dropped, larger ones (the wall, the sky) stay. ``(H, W)`` int ids in
+    and out. Deterministic: for robustness evaluations."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out, regions = _regions(ids, min_share * ids.size)
+    canvas = out.copy()
+    for size, cls, box, _ in regions:
+        if size <= max_share * ids.size:
+            canvas[box] = cls
+    return canvas
+
+
 def _simplified_region(region: np.ndarray, tolerance: float) -> np.ndarray:
     """A region's outline as a polygon simplified to ``tolerance`` px, filled."""
     from skimage.draw import polygon as fill_polygon
@@ -187,26 +220,13 @@ def redraw_labels(
     """
     ids = np.asarray(ids, dtype=np.int64)
     height, width = ids.shape
-    area = height * width
     out = ids
     if rng.random() < simplify_probability:
-        min_area = rng.uniform(0.0, 0.003) * area
-        box_share, polygon_share = rng.dirichlet((1.0, 1.0, 1.0))[:2]
-        regions = []  # (area, class, mask)
-        small = np.zeros(ids.shape, bool)
-        for cls in np.unique(ids):
-            components, _ = ndimage.label(ids == cls)
-            for index, box in enumerate(ndimage.find_objects(components), start=1):
-                mask = components[box] == index
-                size = int(mask.sum())
-                if size < min_area:
-                    small[box] |= mask
-                    continue
-                regions.append((size, int(cls), box, mask))
-        out = _fill_from_neighbours(ids, small)
+        out, regions = _regions(ids, rng.uniform(0.0, 0.003) * ids.size)
         canvas = out.copy()
-        for size, cls, box, mask in sorted(regions, key=lambda r: -r[0]):
-            if size > area / 4:
+        box_share, polygon_share = rng.dirichlet((1.0, 1.0, 1.0))[:2]
+        for size, cls, box, mask in regions:
+            if size > ids.size / 4:
                 continue
             choice = rng.random()
             if choice < box_share:

@@ -104,7 +104,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     return parser
 
 
-def _default_style_features(pipeline: Any) -> Callable[[list[dict[str, Any]]], torch.Tensor]:
+def default_style_features(pipeline: Any) -> Callable[[list[dict[str, Any]]], torch.Tensor]:
     """Features from the style bank's default style, painted over each item's label map."""
     from ..styles import paint_features
 
@@ -216,7 +216,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         grid_path=out / "samples.png",
         grid_rows=args.grid_rows,
         paper_test_mode=args.paper_test_mode,
-        features_fn=_default_style_features(pipeline) if args.features == "default-style" else None,
+        features_fn=default_style_features(pipeline) if args.features == "default-style" else None,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
         seed=args.seed,
