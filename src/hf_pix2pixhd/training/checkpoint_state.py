@@ -148,7 +148,8 @@ def read_training_state(
             "from an uninterrupted run.",
             stacklevel=2,
         )
-    device = str(accelerator.device)
+    # Straight onto the training device; safetensors names the CPU "cpu" (DDP on CPU: "cpu:0").
+    device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
     weights = {}
     for name, model in parts.models.items():
         with checkpoint.reading(model_file(name)) as file:
