@@ -223,6 +223,13 @@ def test_no_earlier_complete_checkpoint_is_said(copy):
     assert f"no earlier complete checkpoint in {checkpoints}" in message
 
 
+def test_another_config_is_told_apart_from_damage(trained, tmp_path, capsys):
+    data, out = trained
+    code, error = _export(data, out, tmp_path / "export", capsys, "--model.ngf", "8")
+    assert code == 2 and "generator.safetensors does not fit" in error
+    assert "Use the run's own config and overrides" in error
+
+
 # -- EMA --------------------------------------------------------------------------------------
 
 
