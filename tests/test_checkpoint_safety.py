@@ -261,6 +261,21 @@ def test_resuming_restores_the_ema_exactly(trained, tmp_path):
     assert state["ema"]["optimization_step"] == 3 and state["counters"]["global_step"] == 3
 
 
+def test_ema_switched_on_at_a_resume_starts_from_the_resumed_weights(trained, tmp_path, capsys):
+    data, _ = trained
+    out = tmp_path / "run"
+    _train(data, out, "--ema_decay", "null", "--max_steps", "1")
+    with pytest.warns(UserWarning, match="holds no EMA of G"):
+        _train(data, out, "--max_steps", "2", "--resume", "latest")
+    final = out / "checkpoints" / "checkpoint-2"
+    assert json.loads((final / "training_state.json").read_text())["ema"]["optimization_step"] == 1
+    # The EMA's first step copies G (decay 0), up to rounding.
+    ema = load_file(final / "ema_generator.safetensors")
+    raw = load_file(final / "generator.safetensors")
+    for key, value in ema.items():
+        torch.testing.assert_close(value, raw[key])
+
+
 # -- real DDP ---------------------------------------------------------------------------------
 
 

@@ -172,13 +172,11 @@ def read_training_state(
                 raise ValueError(f"scheduler {name}: lr_lambdas must all be null")
         counters = _inf_for_none(state["counters"])
         _check_like(counters, parts.counters.state_dict(), "counters")
-        if parts.ema is not None and state.get("ema") is None:
-            raise ValueError("the run has EMA (ema_decay) but the checkpoint holds none")
         if accelerator.scaler is not None:
             _check_like(state.get("scaler"), accelerator.scaler.state_dict(), "scaler")
         _expect(state["accelerator_step"], int, "accelerator_step")
     shadow = None
-    if parts.ema is not None:
+    if parts.ema is not None and state.get("ema") is not None:
         generator = parts.models["generator"]
         with checkpoint.reading(EMA_FILE) as file:
             ema_weights = load_file(file, device=device)
@@ -194,9 +192,18 @@ def read_training_state(
     for name, scheduler in parts.schedulers.items():
         scheduler.load_state_dict(schedulers[name])
     parts.counters.load_state_dict(counters)
-    if parts.ema is not None:
+    if shadow is not None:
         with checkpoint.reading(STATE_FILE):
             parts.ema.load_state_dict({**state["ema"], "shadow_params": shadow})
+    elif parts.ema is not None:  # EMA switched on at this resume: it starts from the weights
+        warnings.warn(
+            f"{checkpoint.path} holds no EMA of G (the run had no ema_decay): the EMA starts "
+            "from the resumed weights.",
+            stacklevel=2,
+        )
+        parts.ema.shadow_params = [
+            p.detach().clone() for p in parts.models["generator"].parameters()
+        ]
     if accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     accelerator.step = state["accelerator_step"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,9 +39,10 @@ def export_checkpoint(
     generator, encoder = networks.generator, networks.encoder
     used_ema = read_generator_weights(opened, generator, encoder)
     if config.ema_decay and not used_ema:
-        raise CheckpointError(
-            f"Checkpoint {folder} holds no EMA weights, but the config sets ema_decay: pass the "
-            "config and overrides the run was trained with."
+        warnings.warn(
+            f"Checkpoint {folder} holds no EMA of G although the config sets ema_decay (the run "
+            "had none then): exporting G's own weights.",
+            stacklevel=2,
         )
     pipeline = build_pipeline(config, generator.eval(), encoder.eval() if encoder else None)
     out = Path(out)
