@@ -22,12 +22,7 @@ from ..models.modes import eval_mode, pix2pix_test_mode
 from ..pipeline import Pix2PixHDPipeline
 from .allocator import reuse_freed_cpu_memory
 from .checkpoint_state import TrainingParts, read_training_state, write_training_state
-from .checkpoints import (
-    open_checkpoint,
-    remove_stale_temporaries,
-    resolve_resume,
-    save_checkpoint,
-)
+from .checkpoints import open_checkpoint, remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .model_card import push_folder_to_hub, render_model_card
 from .networks import build_networks, feed_channels_last, prepare_batch
