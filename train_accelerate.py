@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from hf_pix2pixhd.training import Trainer, load_config
+from hf_pix2pixhd.training.checkpoints import CheckpointError
 
 
 def main() -> None:
@@ -20,7 +21,10 @@ def main() -> None:
     parser.add_argument("--config", help="YAML preset, e.g. configs/facades_pix2pix.yaml")
     args, overrides = parser.parse_known_args()
     config = load_config(args.config, overrides)
-    pipeline_dir = Trainer(config).train()
+    try:
+        pipeline_dir = Trainer(config).train()
+    except CheckpointError as error:  # it says what is wrong and what to do: no traceback
+        raise SystemExit(f"error: {error}") from None
     print(f"exported the trained pipeline to {pipeline_dir}")
 
 

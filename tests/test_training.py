@@ -147,7 +147,7 @@ def test_exact_resume_gives_identical_weights(tmp_path):
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
     # Steps 4-6 really changed the weights, so the comparison is not vacuous.
-    halfway = load_file(resumed / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    halfway = load_file(resumed / "checkpoints" / "checkpoint-3" / "generator.safetensors")
     assert any(not torch.equal(halfway[k], a[k]) for k in a)
     config = json.loads((straight / "pipeline" / "training_config.json").read_text())
     assert config["max_steps"] == 6
@@ -163,23 +163,28 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from accelerate import Accelerator
+    from hf_pix2pixhd.training.checkpoint_state import TrainingParts, write_training_state
     from hf_pix2pixhd.training.checkpoints import save_checkpoint
+    from hf_pix2pixhd.training.loop import TrainerState
 
     folder, marker = sys.argv[1], sys.argv[2]
     accelerator = Accelerator(cpu=True)
-    model = accelerator.prepare(torch.nn.Linear(4, 4))
-    save_checkpoint(accelerator, folder, step=1, keep=3)
-    real_save = accelerator.save_state
+    model = torch.nn.Linear(4, 4)
+    parts = TrainingParts({"generator": model}, {}, {}, TrainerState())
 
-    def slow_save(path, **kwargs):
-        real_save(path, **kwargs)  # the new state is on disk, not yet published
+    def write(path):
+        write_training_state(path, accelerator, parts)
+
+    def slow_write(path):
+        write(path)  # the new state is on disk, not yet published
         open(marker, "w").close()
         time.sleep(600)
 
-    accelerator.save_state = slow_save
+    save_checkpoint(accelerator, folder, step=1, keep=3, write=write)
     with torch.no_grad():
         model.weight.add_(1.0)
-    save_checkpoint(accelerator, folder, step=2, keep=1)  # keep=1 would delete checkpoint-1
+    # keep=1 would delete checkpoint-1
+    save_checkpoint(accelerator, folder, step=2, keep=1, write=slow_write)
     """
 )
 
@@ -187,7 +192,9 @@ KILL_SCRIPT = textwrap.dedent(
 def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     from accelerate import Accelerator
 
-    from hf_pix2pixhd.training.checkpoints import list_checkpoints, resolve_resume
+    from hf_pix2pixhd.training.checkpoint_state import TrainingParts, read_training_state
+    from hf_pix2pixhd.training.checkpoints import list_checkpoints, open_checkpoint, resolve_resume
+    from hf_pix2pixhd.training.loop import TrainerState
 
     script = tmp_path / "saver.py"
     script.write_text(KILL_SCRIPT)
@@ -205,11 +212,12 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
         if process.poll() is None:
             process.kill()
     assert [p.name for p in list_checkpoints(folder)] == ["checkpoint-1"]
-    latest = resolve_resume("latest", folder)
-    accelerator = Accelerator(cpu=True)
-    model = accelerator.prepare(torch.nn.Linear(4, 4))
-    accelerator.load_state(str(latest))
-    saved = load_file(latest / "model.safetensors")
+    latest = open_checkpoint(resolve_resume("latest", folder))  # complete: manifest and sizes
+    model = torch.nn.Linear(4, 4)
+    saved = load_file(latest.path / "generator.safetensors")
+    assert not torch.equal(model.weight.detach(), saved["weight"])
+    parts = TrainingParts({"generator": model}, {}, {}, TrainerState())
+    read_training_state(latest, Accelerator(cpu=True), parts)
     assert torch.equal(model.weight.detach(), saved["weight"])
 
 

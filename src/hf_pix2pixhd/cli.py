@@ -407,8 +407,9 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         help="Export a pipeline from a training checkpoint (the run may still be going).",
         description=(
             "Rebuild the networks from the run's config (a YAML preset plus the same overrides "
-            "as train_accelerate.py) and write the checkpoint's generator and encoder as a "
-            "Pix2PixHDPipeline."
+            "as train_accelerate.py) and write the checkpoint's generator (its EMA weights where "
+            "the run keeps an EMA) and encoder as a Pix2PixHDPipeline. Nothing in the checkpoint "
+            "is unpickled."
         ),
     )
     parser.add_argument("--config", help="the run's YAML preset")

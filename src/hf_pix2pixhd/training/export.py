@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from .checkpoints import checkpoint_step, resolve_resume
+from .checkpoint_state import read_generator_weights
+from .checkpoints import CheckpointError, checkpoint_step, open_checkpoint, resolve_resume
 from .config import TrainConfig
 from .loop import build_pipeline, write_training_config
 from .model_card import render_model_card
 from .networks import build_networks
-
-#: Accelerate's file names, in the order the Trainer prepares the networks: G, D, then E.
-_GENERATOR_FILE, _ENCODER_FILE = "model.safetensors", "model_2.safetensors"
 
 
 def export_checkpoint(
@@ -23,15 +21,29 @@ def export_checkpoint(
     """Write the generator (and encoder) of a checkpoint as a ``Pix2PixHDPipeline`` in ``out``.
 
     ``checkpoint`` is a ``checkpoint-<step>`` folder or ``"latest"`` (in the run's
-    ``output_dir/checkpoints``). ``dtype=torch.float16`` halves the size for bundling.
+    ``output_dir/checkpoints``). Where the run kept an EMA of G (``ema_decay``), the EMA
+    weights are exported, as the Trainer's own export does. A checkpoint in the Accelerate
+    layout of earlier versions exports from its safetensors model files alone (its pickled
+    files are never opened). ``dtype=torch.float16`` halves the size for bundling.
     """
     folder = resolve_resume(str(checkpoint), Path(config.output_dir) / "checkpoints")
+    opened = open_checkpoint(folder, option="--checkpoint", legacy_ok=True)
+    if opened.legacy and config.ema_decay:
+        raise CheckpointError(
+            f"Checkpoint {folder} is in the Accelerate layout of earlier versions, where the EMA "
+            "weights of G are pickled (custom_checkpoint_*.pkl); opening a pickle can run "
+            "arbitrary code, so they are not read. Export its raw weights by leaving out "
+            "ema_decay (--ema_decay null), or export a checkpoint written by this version."
+        )
     networks = build_networks(config)
-    generator = networks.generator
-    generator.load_state_dict(load_file(folder / _GENERATOR_FILE))
-    encoder = networks.encoder
-    if encoder is not None:
-        encoder.load_state_dict(load_file(folder / _ENCODER_FILE))
+    generator, encoder = networks.generator, networks.encoder
+    used_ema = read_generator_weights(opened, generator, encoder)
+    if config.ema_decay and not used_ema:
+        warnings.warn(
+            f"Checkpoint {folder} holds no EMA of G although the config sets ema_decay (the run "
+            "had none then): exporting G's own weights.",
+            stacklevel=2,
+        )
     pipeline = build_pipeline(config, generator.eval(), encoder.eval() if encoder else None)
     out = Path(out)
     pipeline.to(dtype).save_pretrained(out)

@@ -21,7 +21,8 @@ from ..data import build_dataset, collate_pairs, resolve_palette
 from ..models.modes import eval_mode, pix2pix_test_mode
 from ..pipeline import Pix2PixHDPipeline
 from .allocator import reuse_freed_cpu_memory
-from .checkpoints import remove_stale_temporaries, resolve_resume, save_checkpoint
+from .checkpoint_state import TrainingParts, read_training_state, write_training_state
+from .checkpoints import open_checkpoint, remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .model_card import push_folder_to_hub, render_model_card
 from .networks import build_networks, feed_channels_last, prepare_batch, random_instance_codes
@@ -30,7 +31,7 @@ from .samples import sample_grid
 
 
 class TrainerState:
-    """Progress counters saved with every checkpoint (via ``register_for_checkpointing``)."""
+    """Progress counters saved with every checkpoint (JSON, see ``checkpoint_state``)."""
 
     def __init__(self) -> None:
         self.global_step = 0  # optimizer steps
@@ -179,9 +180,6 @@ class Trainer:
             from diffusers.training_utils import EMAModel
 
             self.ema = EMAModel(self._unwrap(self.generator).parameters(), decay=config.ema_decay)
-        for item in (self.state, self.sched_g, self.sched_d, self.ema):
-            if item is not None:
-                accelerator.register_for_checkpointing(item)
         self.sample_batch = collate_pairs(
             [self.dataset[i] for i in range(min(config.num_samples, self._dataset_length()))]
         ) if not self.streaming else None  # fmt: skip
@@ -197,6 +195,27 @@ class Trainer:
 
     def _unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return self.accelerator.unwrap_model(model)
+
+    def _checkpoint_parts(self) -> TrainingParts:
+        """What a checkpoint saves and restores (never via pickle: see ``checkpoint_state``)."""
+        models = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.encoder is not None:
+            models["encoder"] = self.encoder
+        return TrainingParts(
+            models={name: self._unwrap(model) for name, model in models.items()},
+            optimizers={"g": self.opt_g, "d": self.opt_d},
+            schedulers={"g": self.sched_g, "d": self.sched_d},
+            counters=self.state,
+            ema=self.ema,
+        )
+
+    def _save_checkpoint(self) -> None:
+        parts = self._checkpoint_parts()
+        save_checkpoint(
+            self.accelerator, self.output_dir / "checkpoints", self.state.global_step,
+            self.config.keep_checkpoints,
+            lambda folder: write_training_state(folder, self.accelerator, parts),
+        )  # fmt: skip
 
     @property
     def steps_per_epoch(self) -> int:
@@ -282,9 +301,9 @@ class Trainer:
         if accelerator.is_main_process:
             remove_stale_temporaries(checkpoint_dir)
         if config.resume:
-            path = resolve_resume(config.resume, checkpoint_dir)
-            accelerator.load_state(str(path))
-            accelerator.print(f"resumed from {path} at step {state.global_step}")
+            checkpoint = open_checkpoint(resolve_resume(config.resume, checkpoint_dir))
+            read_training_state(checkpoint, accelerator, self._checkpoint_parts())
+            accelerator.print(f"resumed from {checkpoint.path} at step {state.global_step}")
         if config.tracker:
             accelerator.init_trackers("hf-pix2pixhd", config=_flat_hparams(config))
         total_steps = self.steps_per_epoch * config.total_epochs
@@ -312,8 +331,7 @@ class Trainer:
                     accelerator.log({**{f"step/{k}": v for k, v in logs.items()}, "lr": lr},
                                     step=state.global_step)  # fmt: skip
                 if state.global_step % config.checkpoint_every == 0:
-                    save_checkpoint(accelerator, checkpoint_dir, state.global_step,
-                                    config.keep_checkpoints)  # fmt: skip
+                    self._save_checkpoint()
                 if state.global_step >= total_steps:
                     done = True
                     break
@@ -322,7 +340,7 @@ class Trainer:
         progress.close()
         if state.batches_in_epoch:  # stopped mid-epoch: a grid of the weights being exported
             self.save_samples(f"step_{state.global_step:08d}")
-        save_checkpoint(accelerator, checkpoint_dir, state.global_step, config.keep_checkpoints)
+        self._save_checkpoint()
         export = self.export(self.output_dir / "pipeline")
         accelerator.end_training()
         return export
