@@ -155,12 +155,24 @@ def _rewrite_json(path: Path, edit: Callable[[dict], dict]) -> None:
         path.write_text(json.dumps(edit(json.loads(path.read_text())), indent=2) + "\n")
 
 
-def clean_model_index(folder: str | os.PathLike) -> None:
-    """Drop ``_name_or_path`` (where the pipeline was loaded from: often a local path) from
-    ``folder/model_index.json``."""
-    _rewrite_json(Path(folder) / "model_index.json", lambda d: {
-        k: v for k, v in d.items() if k != "_name_or_path"
-    })  # fmt: skip
+def drop_load_paths(folder: str | os.PathLike) -> None:
+    """Drop ``_name_or_path`` (where a pipeline or component was loaded from: often a local
+    path) from ``folder/model_index.json`` and the components' ``config.json``."""
+    folder = Path(folder)
+    for path in [folder / "model_index.json", *folder.glob("*/config.json")]:
+        _rewrite_json(path, lambda d: {k: v for k, v in d.items() if k != "_name_or_path"})
+
+
+def clean_folder(folder: str | os.PathLike) -> dict[str, str]:
+    """Remove this machine's paths from a pipeline folder's JSON files: ``_name_or_path``
+    (:func:`drop_load_paths`), and local paths in ``training_config.json`` and the evaluation report
+    (cut to their last part). Returns the replacements made (old -> new)."""
+    folder = Path(folder)
+    drop_load_paths(folder)
+    replaced: dict[str, str] = {}
+    for name in ("training_config.json", "evaluation/metrics.json"):
+        _rewrite_json(folder / name, lambda d: strip_local_paths(d, replaced))
+    return replaced
 
 
 # -- publishing ---------------------------------------------------------------------------
@@ -188,10 +200,7 @@ def stage_for_hub(
             shutil.copytree(item, staging / name, dirs_exist_ok=True)
         elif item.is_file():
             shutil.copyfile(item, staging / name)
-    clean_model_index(staging)
-    replaced: dict[str, str] = {}
-    for name in ("training_config.json", "evaluation/metrics.json"):
-        _rewrite_json(staging / name, lambda d: strip_local_paths(d, replaced))
+    replaced = clean_folder(staging)
     write_remote_code(staging)
     publish_card(staging, repo_id, replaced)
     return staging
@@ -238,7 +247,8 @@ def publish_folder(
 __all__ = [
     "EXTRA_FILES",
     "REMOTE_MODULES",
-    "clean_model_index",
+    "clean_folder",
+    "drop_load_paths",
     "is_local_path",
     "publish_folder",
     "stage_for_hub",

@@ -261,10 +261,10 @@ class Pix2PixHDPipeline(DiffusionPipeline):
     ) -> None:
         """Save as diffusers does, plus the remote code (``pipeline.py`` and the flat
         ``hf_pix2pixhd_*.py`` modules) so diffusers alone can load the folder with
-        ``custom_pipeline="pipeline", trust_remote_code=True``; ``model_index.json`` keeps no
+        ``custom_pipeline="pipeline", trust_remote_code=True``; the configs keep no
         ``_name_or_path``. ``push_to_hub=True`` then publishes it with :meth:`push_to_hub`
         (``repo_id``, ``token``, ``private``, ``commit_message``, ``create_pr`` in kwargs)."""
-        from .hub import clean_model_index, write_remote_code
+        from .hub import drop_load_paths, write_remote_code
 
         push_kwargs = {
             k: kwargs.pop(k) for k in ("token", "private", "commit_message", "create_pr")
@@ -274,7 +274,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         super().save_pretrained(
             save_directory, safe_serialization=safe_serialization, variant=variant, **kwargs
         )
-        clean_model_index(save_directory)
+        drop_load_paths(save_directory)
         write_remote_code(save_directory)
         if push_to_hub:
             self.push_to_hub(
