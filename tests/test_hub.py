@@ -23,7 +23,7 @@ import hf_pix2pixhd
 from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
 from hf_pix2pixhd.training import load_config
 from hf_pix2pixhd.training.loop import write_training_config
-from hf_pix2pixhd.training.model_card import card_data, render_model_card
+from hf_pix2pixhd.training.model_card import card_data, push_folder_to_hub, render_model_card
 
 SRC = Path(hf_pix2pixhd.__file__).resolve().parents[1]
 METRICS = {"fid": 123.4, "lpips_vgg": 0.5, "ssim": 0.25, "psnr": 12.5}
@@ -187,3 +187,14 @@ def test_card_data_takes_a_metadata_dict():
         data["datasets"] == ["huggan/facades"] and data["base_model"] == "someone/facades-pix2pixhd"
     )
     assert "base_model" not in card_data({"base_model": "/tmp/run/pipeline"}).to_dict()
+
+
+def test_training_push_publishes_the_export_folder(exported, local_hub):
+    config = load_config(None, ["--data.source", "huggan/facades", "--hub_model_id", "me/run"])
+    push_folder_to_hub(exported, config)
+    repo = local_hub / "me" / "run"
+    for name in ("pipeline.py", "training_config.json", "samples.png", "style_bank/config.json"):
+        assert (repo / name).is_file(), name
+    card = (repo / "README.md").read_text()
+    assert "model-index" in card and 'from_pretrained("me/run")' in card
+    assert str(exported.parent) not in card
