@@ -25,23 +25,21 @@ from importlib.util import resolve_name
 from pathlib import Path
 from typing import Any
 
-#: The package modules inference needs (dotted, under ``hf_pix2pixhd``), in import order.
-REMOTE_MODULES = (
-    "imaging",
-    "labels",
-    "models.layers",
-    "models.modes",
+#: The modules the remote code starts from (dotted, under ``hf_pix2pixhd``): the pipeline and
+#: every component class ``model_index.json`` can name; their top-level relative imports are
+#: followed (:func:`remote_modules`).
+REMOTE_ROOTS = (
+    "pipeline",
+    "styles",
     "models.encoder",
     "models.hd_generator",
     "models.pix2pix_generators",
-    "styles",
-    "pipeline",
 )
 REMOTE_PREFIX = "hf_pix2pixhd_"
 #: Files and folders of an exported pipeline worth publishing besides the saved components.
 EXTRA_FILES = ("README.md", "training_config.json", "samples.png", "examples", "evaluation")
 
-_RELATIVE_IMPORT = re.compile(r"^(\s*)from\s+(\.+[\w.]*)\s+import\b", flags=re.MULTILINE)
+_RELATIVE_IMPORT = re.compile(r"^([ \t]*)from\s+(\.+[\w.]*)\s+import\b", flags=re.MULTILINE)
 
 
 def flat_module_name(dotted: str) -> str:
@@ -49,31 +47,53 @@ def flat_module_name(dotted: str) -> str:
     return REMOTE_PREFIX + dotted.replace(".", "_")
 
 
-def _flatten_imports(source: str, dotted: str) -> str:
+def _package_name(dotted: str) -> str:
+    return "hf_pix2pixhd." + dotted.rpartition(".")[0] if "." in dotted else "hf_pix2pixhd"
+
+
+def _imported(match: re.Match, dotted: str) -> str:
+    return resolve_name(match.group(2), _package_name(dotted)).removeprefix("hf_pix2pixhd.")
+
+
+def _source(dotted: str) -> str:
+    path = Path(__file__).resolve().parent / (dotted.replace(".", "/") + ".py")
+    return path.read_text(encoding="utf-8")
+
+
+def remote_modules() -> list[str]:
+    """:data:`REMOTE_ROOTS` and every package module they import at module level."""
+    found: list[str] = []
+    todo = list(REMOTE_ROOTS)
+    while todo:
+        dotted = todo.pop(0)
+        if dotted in found:
+            continue
+        found.append(dotted)
+        for match in _RELATIVE_IMPORT.finditer(_source(dotted)):
+            if not match.group(1):  # indented imports are lazy: see _flatten_imports
+                todo.append(_imported(match, dotted))
+    return found
+
+
+def _flatten_imports(source: str, dotted: str, carried: list[str]) -> str:
     """Rewrite ``from ..x import`` in module ``hf_pix2pixhd.<dotted>`` to the flat names."""
-    package = "hf_pix2pixhd." + dotted.rpartition(".")[0] if "." in dotted else "hf_pix2pixhd"
 
     def replace(match: re.Match) -> str:
-        target = resolve_name(match.group(2), package).removeprefix("hf_pix2pixhd.")
-        if target not in REMOTE_MODULES and match.group(1):
+        target = _imported(match, dotted)
+        if target not in carried:
             # A lazy import inside a function (e.g. save-time helpers): it needs the package.
             return f"{match.group(1)}from hf_pix2pixhd.{target} import"
-        if target not in REMOTE_MODULES:
-            raise ValueError(
-                f"hf_pix2pixhd.{dotted} imports hf_pix2pixhd.{target}, which the remote code "
-                "does not carry: add it to hf_pix2pixhd.hub.REMOTE_MODULES."
-            )
         return f"{match.group(1)}from .{flat_module_name(target)} import"
 
     return _RELATIVE_IMPORT.sub(replace, source)
 
 
-def _entry_point() -> str:
+def _entry_point(carried: list[str]) -> str:
     imports = "\n".join(
         f"    from .{flat_module_name(name)} import __name__ as _{flat_module_name(name)}"
-        for name in REMOTE_MODULES
+        for name in carried
     )
-    aliases = ", ".join(f'"{name}": _{flat_module_name(name)}' for name in REMOTE_MODULES)
+    aliases = "".join(f'        "{name}": _{flat_module_name(name)},\n' for name in carried)
     return f'''"""hf-pix2pixhd remote code: ``DiffusionPipeline.from_pretrained(repo,
 custom_pipeline="pipeline", trust_remote_code=True)`` without the package installed.
 
@@ -94,7 +114,9 @@ else:
 
     # model_index.json names the components by their package modules; diffusers resolves
     # those from sys.modules, so the flat copies stand in for them.
-    for _name, _module in {{{aliases}}}.items():
+    _FLAT_MODULES = {{
+{aliases}    }}
+    for _name, _module in _FLAT_MODULES.items():
         sys.modules.setdefault("hf_pix2pixhd." + _name, sys.modules[_module])
 
 __all__ = ["Pix2PixHDPipeline"]
@@ -106,16 +128,15 @@ def write_remote_code(folder: str | os.PathLike) -> list[Path]:
 
     Returns the written files. The code is that of the package doing the writing.
     """
-    package = Path(__file__).resolve().parent
     folder = Path(folder)
+    carried = remote_modules()
     written = []
-    for dotted in REMOTE_MODULES:
-        source = (package / (dotted.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+    for dotted in carried:
         target = folder / f"{flat_module_name(dotted)}.py"
-        target.write_text(_flatten_imports(source, dotted), encoding="utf-8")
+        target.write_text(_flatten_imports(_source(dotted), dotted, carried), encoding="utf-8")
         written.append(target)
     entry = folder / "pipeline.py"
-    entry.write_text(_entry_point(), encoding="utf-8")
+    entry.write_text(_entry_point(carried), encoding="utf-8")
     return [*written, entry]
 
 
@@ -246,11 +267,12 @@ def publish_folder(
 
 __all__ = [
     "EXTRA_FILES",
-    "REMOTE_MODULES",
+    "REMOTE_ROOTS",
     "clean_folder",
     "drop_load_paths",
     "is_local_path",
     "publish_folder",
+    "remote_modules",
     "stage_for_hub",
     "strip_local_paths",
     "upload",
