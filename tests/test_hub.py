@@ -155,14 +155,20 @@ def test_push_to_hub_publishes_our_card_and_files_and_loads_without_the_package(
     label_map = exported / "examples" / "facade.png"
     expected = np.asarray(pipe(str(label_map), output_type="np").images[0])
     call = f"pipe({str(label_map)!r}, output_type='np').images[0]"
+    # Installed, but only diffusers imported: pipeline.py hands over to the package (which
+    # registers itself, so a plain from_pretrained works after that).
     with_package = _run(
-        "import hf_pix2pixhd, numpy as np\nfrom diffusers import DiffusionPipeline\n"
-        f"pipe = DiffusionPipeline.from_pretrained({str(repo)!r})\n"
-        f"print(type(pipe).__module__)\nnp.save('with_package.npy', {call})\n",
+        "import sys, numpy as np\nfrom diffusers import DiffusionPipeline\n"
+        "assert 'hf_pix2pixhd' not in sys.modules\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(repo)!r}, custom_pipeline='pipeline',"
+        " trust_remote_code=True)\n"
+        f"again = DiffusionPipeline.from_pretrained({str(repo)!r})\n"
+        "print(type(pipe).__module__, type(again).__module__)\n"
+        f"np.save('with_package.npy', {call})\n",
         package=True,
         tmp=tmp_path,
     )
-    assert with_package.stdout.split() == ["hf_pix2pixhd.pipeline"]
+    assert with_package.stdout.split() == ["hf_pix2pixhd.pipeline"] * 2
     alone = _run(
         "import numpy as np\nfrom diffusers import DiffusionPipeline\n"
         f"pipe = DiffusionPipeline.from_pretrained({str(repo)!r}, custom_pipeline='pipeline',"
