@@ -116,3 +116,32 @@ def test_space_builds_from_requirements_alone_and_serves_on_all_interfaces(tmp_p
         except subprocess.TimeoutExpired:
             app.kill()
         log.close()
+
+
+def test_make_space_push_creates_a_gradio_space_and_uploads_the_folder(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, RepoUrl
+
+    from hf_pix2pixhd.cli import main
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = (repo_id, kwargs["repo_type"], kwargs["space_sdk"])
+        return RepoUrl(f"https://huggingface.co/spaces/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type, **kwargs):
+        calls["upload_folder"] = (
+            repo_id,
+            repo_type,
+            sorted(p.name for p in Path(folder_path).iterdir()),
+        )
+        return "https://huggingface.co/spaces/me/demo/commit/local"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    label_model = make_label_model(tmp_path / "facades")
+    out = tmp_path / "space"
+    assert main(["make-space", str(out), "--model", str(label_model), "--push", "me/demo"]) == 0
+    assert calls["create_repo"] == ("me/demo", "space", "gradio")
+    assert calls["upload_folder"] == ("me/demo", "space", sorted(p.name for p in out.iterdir()))
+    assert ".gitattributes" in calls["upload_folder"][2]
