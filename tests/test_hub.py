@@ -204,3 +204,13 @@ def test_training_push_publishes_the_export_folder(exported, local_hub):
     card = (repo / "README.md").read_text()
     assert "model-index" in card and 'from_pretrained("me/run")' in card
     assert str(exported.parent) not in card
+
+
+def test_push_without_an_export_card_writes_a_short_one(tmp_path, local_hub):
+    model = make_label_model(tmp_path / "converted")  # e.g. from `convert`: no card, no run
+    Pix2PixHDPipeline.from_pretrained(model).push_to_hub("me/converted")
+    card = (local_hub / "me" / "converted" / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["library_name"] == "hf-pix2pixhd" and header["pipeline_tag"] == "image-to-image"
+    assert "pix2pixHD (Wang et al., 2018)" in card and "No training record" in card
+    assert 'custom_pipeline="pipeline", trust_remote_code=True' in card
