@@ -1,26 +1,13 @@
 """hf-pix2pixhd demo: draw or upload a label map or sketch, pick a style, get a photo.
 
-python app.py                               # the bundled models (works offline)
+python app.py                               # the models in models/ beside this file (offline)
 python app.py --model DIR_OR_HUB_ID [...]   # other pipelines
+GRADIO_SERVER_NAME=0.0.0.0 python app.py    # all interfaces (what a Space sets); or --host
 """
 
-from __future__ import annotations
+from pathlib import Path
 
-import argparse
-
-from hf_pix2pixhd.app import create_demo
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", help="pipeline folder or Hub id (repeatable)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 on CPU")
-    args = parser.parse_args()
-    demo = create_demo(args.model, fast=not args.fp32)
-    demo.launch(server_name=args.host, server_port=args.port)
-
+from hf_pix2pixhd.app import main
 
 if __name__ == "__main__":
-    main()
+    main(models_dir=Path(__file__).resolve().parent / "models")

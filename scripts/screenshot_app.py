@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--model", default="facades", help="a bundled model's name")
     args = parser.parse_args()
     out = args.out
-    demo = create_demo()
+    demo = create_demo(models_dir=Path(__file__).resolve().parents[1] / "models")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

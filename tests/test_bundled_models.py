@@ -25,7 +25,7 @@ needs_facades = pytest.mark.skipif(
 
 @needs_facades
 def test_bundled_models_are_small_fp16_safetensors():
-    for folder in (Path(s) for s in default_model_sources()):
+    for folder in (Path(s) for s in default_model_sources(MODELS)):
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         assert size <= 30 * 2**20, f"{folder} is {size / 2**20:.1f} MiB"
         weights = list(folder.rglob("*.safetensors"))
@@ -61,9 +61,9 @@ def test_app_serves_the_bundled_models_offline(facades, monkeypatch):
     from hf_pix2pixhd.app.handlers import load_model
     from hf_pix2pixhd.app.ui import make_handlers
 
-    sources = default_model_sources()
+    sources = default_model_sources(MODELS)
     assert sources and Path(sources[0]).name == "facades"
-    create_demo()  # every bundled model loads without the network
+    create_demo(models_dir=MODELS)  # every bundled model loads without the network
     if (SHOES / "model_index.json").is_file():
         assert [Path(s).name for s in sources] == ["facades", "shoes"]
     generate, _ = make_handlers({"facades": load_model(str(FACADES))})

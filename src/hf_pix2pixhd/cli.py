@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .evaluation.command import add_evaluate_parser, run_evaluate
+from .space import add_make_space_parser, run_make_space
 
 if TYPE_CHECKING:  # the heavy imports wait until a command needs them
     from .data import DataConfig
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_translate(subparsers)
     add_evaluate_parser(subparsers)
     _add_export(subparsers)
+    add_make_space_parser(subparsers)
     return parser
 
 
@@ -452,12 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encode-styles": _run_encode_styles,
         "translate": _run_translate,
         "evaluate": run_evaluate,
+        "make-space": run_make_space,
     }
     try:
         if args.command == "export":  # takes the training config overrides, like training
             return _run_export(args, extra)
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         # Our errors already say what is wrong and how to fix it: no traceback for users.
         print(f"error: {error}", file=sys.stderr)
         return 2

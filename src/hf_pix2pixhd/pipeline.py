@@ -13,8 +13,11 @@ models have one global style (the whole image is one instance of the single clas
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -252,6 +255,70 @@ class Pix2PixHDPipeline(DiffusionPipeline):
     def size_multiple(self) -> int:
         """Height and width the network needs to be multiples of."""
         return self.translator.size_multiple
+
+    # -- saving and publishing -------------------------------------------------------------
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """Save as diffusers does, plus the remote code (``pipeline.py`` and the flat
+        ``hf_pix2pixhd_*.py`` modules) so diffusers alone can load the folder with
+        ``custom_pipeline="pipeline", trust_remote_code=True``; the configs keep no
+        ``_name_or_path``. ``push_to_hub=True`` then publishes it with :meth:`push_to_hub`
+        (``repo_id``, ``token``, ``private``, ``commit_message``, ``create_pr`` in kwargs)."""
+        from .hub import drop_load_paths, write_remote_code
+
+        push_kwargs = {
+            k: kwargs.pop(k) for k in ("token", "private", "commit_message", "create_pr")
+            if k in kwargs
+        }  # fmt: skip
+        repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+        super().save_pretrained(
+            save_directory, safe_serialization=safe_serialization, variant=variant, **kwargs
+        )
+        drop_load_paths(save_directory)
+        write_remote_code(save_directory)
+        if push_to_hub:
+            self.push_to_hub(
+                repo_id, safe_serialization=safe_serialization, variant=variant,
+                source=save_directory, **push_kwargs,
+            )  # fmt: skip
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        source: str | os.PathLike | None = None,
+    ) -> str:
+        """Upload the pipeline to ``repo_id`` with our model card, the training configuration,
+        samples, examples, the evaluation report and the style bank, and no local paths.
+
+        ``source``: the exported folder whose card and extras to publish (default: the folder
+        the pipeline was loaded from, if it was loaded from one). Without a card there, a
+        short one is written. Returns the commit URL.
+        """
+        from .hub import publish_folder
+
+        if source is None and self.name_or_path and Path(self.name_or_path).is_dir():
+            source = self.name_or_path
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "pipeline"
+            self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant)
+            return publish_folder(
+                folder, repo_id, Path(source) if source is not None else None,
+                token=token, private=private, commit_message=commit_message,
+                create_pr=create_pr,
+            )  # fmt: skip
 
     # -- preprocessing ---------------------------------------------------------------------
 
@@ -711,3 +778,15 @@ def _format_outputs(outputs: list[torch.Tensor], output_type: str):
         return torch.stack(unit) if len({u.shape for u in unit}) == 1 else unit
     arrays = [u.permute(1, 2, 0).numpy() for u in unit]
     return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays
+
+
+def _register_with_diffusers() -> None:
+    """``DiffusionPipeline.from_pretrained`` looks ``_class_name`` up in the ``diffusers``
+    module: make ours findable there once the package is imported."""
+    import diffusers
+
+    if getattr(diffusers, Pix2PixHDPipeline.__name__, None) is None:
+        setattr(diffusers, Pix2PixHDPipeline.__name__, Pix2PixHDPipeline)
+
+
+_register_with_diffusers()

@@ -69,21 +69,17 @@ _TRUNKS: dict[str, tuple[Callable[[], list[nn.Module]], tuple[int, ...], tuple[i
 }
 
 
-def _repo_shared_weights() -> list[Path]:
-    here = Path(__file__).resolve()
-    # ../shared/weights beside the working directory, or beside a source checkout of this repo.
-    # (This file is src/hf_pix2pixhd/evaluation/lpips.py: parents[4] holds the checkout.)
-    candidates = [Path.cwd().parent / "shared" / "weights"]
-    if len(here.parents) > 4:
-        candidates.append(here.parents[4] / "shared" / "weights")
-    return candidates
+def _working_dir_shared_weights() -> Path:
+    # A convention of the working directory (a checkout beside ../shared), never of where the
+    # package is installed: a wheel install looks in the same place relative to where it runs.
+    return Path.cwd().parent / "shared" / "weights"
 
 
 def find_lpips_weights_dir(weights_dir: str | os.PathLike | None = None) -> Path | None:
     """The folder holding the LPIPS weight files (:data:`LPIPS_FILES`), or None for the URLs.
 
     Order: ``weights_dir`` (must exist), ``$HF_PIX2PIXHD_LPIPS_WEIGHTS`` (must exist), then a
-    ``../shared/weights`` folder beside the working directory or the source checkout.
+    ``../shared/weights`` folder beside the working directory.
     """
     given = (
         (weights_dir, "--lpips-weights"),
@@ -98,9 +94,9 @@ def find_lpips_weights_dir(weights_dir: str | os.PathLike | None = None) -> Path
                     f"{_lpips_file_list()}"
                 )
             return folder
-    for folder in _repo_shared_weights():
-        if any((folder / name).is_file() for files in LPIPS_FILES.values() for name in files):
-            return folder
+    folder = _working_dir_shared_weights()
+    if any((folder / name).is_file() for files in LPIPS_FILES.values() for name in files):
+        return folder
     return None
 
 
