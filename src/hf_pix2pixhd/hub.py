@@ -52,7 +52,13 @@ def _package_name(dotted: str) -> str:
 
 
 def _imported(match: re.Match, dotted: str) -> str:
-    return resolve_name(match.group(2), _package_name(dotted)).removeprefix("hf_pix2pixhd.")
+    target = resolve_name(match.group(2), _package_name(dotted))
+    if "." not in target:  # ``from . import module``: which names are modules is not known
+        raise ValueError(
+            f"hf_pix2pixhd.{dotted} imports a module with 'from {match.group(2)} import ...': "
+            "the remote code needs 'from .module import name' in inference modules."
+        )
+    return target.removeprefix("hf_pix2pixhd.")
 
 
 def _source(dotted: str) -> str:

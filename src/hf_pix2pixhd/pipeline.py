@@ -26,7 +26,7 @@ import torch
 from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.utils import BaseOutput
 
-from . import drawn
+from .drawn import normalize_strokes as redraw_at_width
 from .imaging import (
     ImageInput,
     as_pil_or_array,
@@ -396,7 +396,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         if not width:
             return sketch
         scaled = max(1.0, width * min(sketch.shape[-2:]) / 256.0)
-        redrawn = drawn.normalize_strokes(sketch[0].float().cpu().numpy(), scaled)
+        redrawn = redraw_at_width(sketch[0].float().cpu().numpy(), scaled)
         return torch.from_numpy(np.ascontiguousarray(redrawn))[None].to(sketch)
 
     def _feature_input(

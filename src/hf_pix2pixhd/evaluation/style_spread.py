@@ -10,7 +10,7 @@ visible class; the spread is the mean over the examples. 0 means the styles chan
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +44,31 @@ def _pairwise_spread(images: np.ndarray, region: np.ndarray) -> float:
     return float(np.mean([np.abs(inside[a] - inside[b]).mean() for a, b in pairs]))
 
 
+def _renders(
+    pipeline, examples: Sequence[ImageInput], min_share: float, autocast_dtype: torch.dtype | None
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """``(example index, class, region (H, W) bool, images (K, H, W, 3) in [0, 1])`` for every
+    class covering ``min_share`` of an example, rendered in each of its K >= 2 clusters."""
+    bank = pipeline.style_bank
+    if bank is None:
+        raise ValueError("needs a pipeline with a style bank (hf-pix2pixhd encode-styles).")
+    counts = bank.num_clusters.cpu().tolist()
+    for index, example in enumerate(examples):
+        if pipeline.config.input_kind == "labels":
+            ids = pipeline.label_ids(example)[0, 0].numpy()
+            regions = {c: ids == c for c in np.unique(ids).tolist()}
+        else:
+            regions = {0: _object_region(example)}
+        for cls, region in regions.items():
+            if region.mean() < min_share or counts[cls] < 2:
+                continue
+            styles = [{cls: k} for k in range(counts[cls])]
+            images = pipeline(
+                example, style=styles, output_type="np", autocast_dtype=autocast_dtype
+            ).images
+            yield index, cls, region, np.asarray(images, np.float32)
+
+
 def style_spread(
     pipeline,
     examples: Sequence[ImageInput],
@@ -52,31 +77,38 @@ def style_spread(
 ) -> StyleSpread:
     """The style spread of a ``Pix2PixHDPipeline`` with a style bank over ``examples`` (label
     maps or sketches, as the pipeline takes them). See the module docstring."""
-    bank = pipeline.style_bank
-    if bank is None:
-        raise ValueError("style_spread needs a pipeline with a style bank (encode-styles).")
-    counts = bank.num_clusters.cpu().tolist()
-    names = pipeline.style_class_names or [str(c) for c in range(len(counts))]
-    per_example = []
-    for example in examples:
-        if pipeline.config.input_kind == "labels":
-            ids = pipeline.label_ids(example)[0, 0].numpy()
-            regions = {c: ids == c for c in np.unique(ids).tolist()}
-        else:
-            regions = {0: _object_region(example)}
-        scores = {}
-        for cls, region in regions.items():
-            if region.mean() < min_share or counts[cls] < 2:
-                continue
-            styles = [{cls: k} for k in range(counts[cls])]
-            images = pipeline(
-                example, style=styles, output_type="np", autocast_dtype=autocast_dtype
-            ).images
-            scores[names[cls]] = _pairwise_spread(np.asarray(images, np.float32), region)
-        if scores:
-            per_example.append(scores)
+    names = pipeline.style_class_names or [
+        str(c) for c in range(len(pipeline.style_bank.num_clusters))
+    ]
+    per_example: list[dict[str, float]] = [{} for _ in examples]
+    for index, cls, region, images in _renders(pipeline, examples, min_share, autocast_dtype):
+        per_example[index][names[cls]] = _pairwise_spread(images, region)
+    per_example = [scores for scores in per_example if scores]
     if not per_example:
         raise ValueError(
             f"No example has a class covering {min_share:.0%} of it with two or more styles."
         )
     return StyleSpread(float(np.mean([min(s.values()) for s in per_example])), per_example)
+
+
+def rendered_swatches(
+    pipeline,
+    examples: Sequence[ImageInput],
+    min_share: float = 0.002,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Style swatches as the model paints them: for each class and cluster, the mean output
+    colour inside the class's regions of ``examples`` when that cluster is chosen. Classes the
+    examples lack keep their stored swatches (the training photos' mean colour).
+
+    Returns a copy of the bank's ``swatches``, ``(num_classes, max_clusters, 3)`` uint8.
+    """
+    swatches = pipeline.style_bank.swatches.clone()
+    sums: dict[int, tuple[np.ndarray, int]] = {}
+    for _, cls, region, images in _renders(pipeline, examples, min_share, autocast_dtype):
+        total, count = sums.get(cls, (0.0, 0))
+        sums[cls] = (total + images[:, region].sum(1), count + int(region.sum()))
+    for cls, (total, count) in sums.items():
+        colours = np.round(np.clip(total / count, 0, 1) * 255).astype(np.uint8)
+        swatches[cls, : len(colours)] = torch.from_numpy(colours)
+    return swatches
