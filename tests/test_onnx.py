@@ -131,8 +131,8 @@ def test_example_runs_with_onnxruntime_alone_and_matches_the_pipeline(exported, 
     assert np.abs(without - ours).max() > 1
 
 
-def test_export_of_a_converted_batchnorm_unet_folder(tmp_path, one_thread):
-    from hf_pix2pixhd.onnx_export import export_onnx, onnx_max_abs_error
+def test_export_of_a_converted_batchnorm_unet_folder(tmp_path, one_thread, capsys):
+    from hf_pix2pixhd.onnx_export import onnx_max_abs_error
 
     torch.manual_seed(2)
     unet = UNetGenerator(in_channels=1, num_downs=5, ngf=4, norm="batch")
@@ -141,11 +141,19 @@ def test_export_of_a_converted_batchnorm_unet_folder(tmp_path, one_thread):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     unet.save_pretrained(tmp_path / "unet")
-    result = export_onnx(tmp_path / "unet", tmp_path / "onnx")
-    assert result.encoder is None and result.default_style is None
+    # A model folder as `hf-pix2pixhd convert` writes it, not a pipeline.
+    code = cli_main(["export-onnx", str(tmp_path / "unet"), "--out", str(tmp_path / "onnx"),
+                     "--check"])  # fmt: skip
+    assert code == 0
+    reported = capsys.readouterr().out.split("max abs difference")[-1]
+    assert float(reported) <= TOLERANCE
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == [
+        "pipeline.json", "translator.onnx"]  # fmt: skip
     sample = torch.rand(2, 1, 64, 96) * 2 - 1
-    assert onnx_max_abs_error(result.translator, unet, {"input": sample}) <= TOLERANCE
-    assert json.loads(result.manifest.read_text())["size_multiple"] == 32
+    assert onnx_max_abs_error(tmp_path / "onnx" / "translator.onnx", unet, {"input": sample}) <= (
+        TOLERANCE
+    )
+    assert json.loads((tmp_path / "onnx" / "pipeline.json").read_text())["size_multiple"] == 32
 
 
 def test_export_pipeline_is_the_checkpoint_command_and_export_a_deprecated_alias():
