@@ -3,6 +3,7 @@
 from .models import (
     FeatureEncoder,
     GlobalGenerator,
+    HugGANUNetGenerator,
     LocalEnhancerGenerator,
     MultiScaleDiscriminator,
     PatchGANDiscriminator,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FeatureEncoder",
     "GlobalGenerator",
+    "HugGANUNetGenerator",
     "LocalEnhancerGenerator",
     "MultiScaleDiscriminator",
     "PatchGANDiscriminator",

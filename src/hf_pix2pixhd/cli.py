@@ -404,13 +404,15 @@ def _run_translate(args: argparse.Namespace) -> int:
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export",
-        help="Export a pipeline from a training checkpoint (the run may still be going).",
+        "export-pipeline",
+        aliases=["export"],
+        help="Export a pipeline from a training checkpoint (the run may still be going). "
+        "'export' is a deprecated alias.",
         description=(
             "Rebuild the networks from the run's config (a YAML preset plus the same overrides "
             "as train_accelerate.py) and write the checkpoint's generator (its EMA weights where "
             "the run keeps an EMA) and encoder as a Pix2PixHDPipeline. Nothing in the checkpoint "
-            "is unpickled."
+            "is unpickled. (Formerly 'export', which still works.)"
         ),
     )
     parser.add_argument("--config", help="the run's YAML preset")
@@ -422,12 +424,60 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace, overrides: list[str]) -> int:
     import torch
 
+    if args.command == "export":
+        print("note: 'export' is deprecated; use 'export-pipeline'.", file=sys.stderr)
+
     from .training import load_config
     from .training.export import export_checkpoint
 
     config = load_config(args.config, overrides)
     out = export_checkpoint(config, args.checkpoint, args.out, getattr(torch, DTYPES[args.dtype]))
     print(f"wrote {out}")
+    return 0
+
+
+_EXPORT_PIPELINE = ("export-pipeline", "export")
+
+
+def _add_export_onnx(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-onnx",
+        help="Export a pipeline's translator and encoder to ONNX (for onnxruntime).",
+        description=(
+            "Write translator.onnx (and encoder.onnx), with dynamic batch, height and width, "
+            "plus pipeline.json (input conventions) and the default style as .npy, for "
+            "inference without torch (see examples/onnx_inference.py). Needs the onnx extra."
+        ),
+    )
+    parser.add_argument("model", help="pipeline folder, model folder (from convert) or Hub id")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--no-encoder", action="store_true", help="leave the encoder out")
+    parser.add_argument(
+        "--check", action="store_true", help="compare onnxruntime with PyTorch on a random input"
+    )
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx, onnx_max_abs_error
+
+    result = export_onnx(
+        args.model, args.out, opset=args.opset, include_encoder=not args.no_encoder
+    )
+    for path in (result.translator, result.encoder, result.default_style, result.manifest):
+        if path is not None:
+            print(f"wrote {path}")
+    if args.check:
+        import torch
+
+        from .onnx_export import load_exportable
+
+        source = load_exportable(args.model)
+        translator = getattr(source, "translator", source)
+        side = translator.size_multiple
+        sample = torch.rand(1, translator.config.in_channels, 2 * side, 2 * side) * 2 - 1
+        error = onnx_max_abs_error(result.translator, translator, {"input": sample})
+        print(f"translator: onnxruntime vs PyTorch fp32 max abs difference {error:.2e}")
     return 0
 
 
@@ -442,12 +492,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     _add_export(subparsers)
     add_make_space_parser(subparsers)
+    _add_export_onnx(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
-    if extra and args.command != "export":
+    if extra and args.command not in _EXPORT_PIPELINE:
         build_parser().parse_args(argv)  # reports the unknown arguments as argparse does
     handlers = {
         "convert": _run_convert,
@@ -455,9 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "translate": _run_translate,
         "evaluate": run_evaluate,
         "make-space": run_make_space,
+        "export-onnx": _run_export_onnx,
     }
     try:
-        if args.command == "export":  # takes the training config overrides, like training
+        if args.command in _EXPORT_PIPELINE:  # takes the training config overrides, like training
             return _run_export(args, extra)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:

@@ -2,7 +2,8 @@
 
 Supported: junyanz/pytorch-CycleGAN-and-pix2pix ``latest_net_G.pth`` (U-Net or ResNet) and
 ``latest_net_D.pth`` (PatchGAN); NVIDIA/pix2pixHD ``latest_net_G.pth`` (global or local),
-``latest_net_D.pth`` (multi-scale, with or without ``getIntermFeat``) and ``latest_net_E.pth``.
+``latest_net_D.pth`` (multi-scale, with or without ``getIntermFeat``) and ``latest_net_E.pth``;
+the HugGAN sprint's pix2pix U-Net (``pytorch_model.bin`` of huggan/pytorch/pix2pix models).
 
 Files are read with ``torch.load(weights_only=True)``: a pickle that holds anything but tensors
 is refused, and nothing in it runs. The architecture is read off the keys and shapes.
@@ -24,6 +25,7 @@ from diffusers import ModelMixin
 from .models import (
     FeatureEncoder,
     GlobalGenerator,
+    HugGANUNetGenerator,
     LocalEnhancerGenerator,
     MultiScaleDiscriminator,
     PatchGANDiscriminator,
@@ -34,6 +36,7 @@ from .models.discriminators import patchgan_blocks
 
 ARCHITECTURES: dict[str, type[ModelMixin]] = {
     "unet": UNetGenerator,
+    "huggan_unet": HugGANUNetGenerator,
     "resnet": ResnetGenerator,
     "global": GlobalGenerator,
     "local": LocalEnhancerGenerator,
@@ -124,6 +127,8 @@ def detect_architecture(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
     official training defaults; override them with :func:`convert_official_checkpoint`.
     """
     keys = set(state)
+    if "down1.model.0.weight" in keys and "final.2.weight" in keys:
+        return "huggan_unet", _huggan_unet_config(state)
     if _indices(keys, r"^scale(\d+)_layer\d+\.") or _indices(keys, r"^layer(\d+)\.\d+\."):
         return "multiscale_d", _multiscale_config(state)
     if "model.model.0.weight" in keys:
@@ -154,6 +159,17 @@ def detect_architecture(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
         "Could not recognise this state_dict as an official pix2pix / pix2pixHD network. First "
         f"keys: {sorted(keys)[:6]}. Pass arch= (one of {', '.join(ARCHITECTURES)}) if you know it."
     )
+
+
+def _huggan_unet_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """HugGAN pix2pix ``GeneratorUNet``: ``down{i}.model.0`` convs, ``final.2`` the head conv."""
+    first = state["down1.model.0.weight"]
+    return {
+        "in_channels": first.shape[1],
+        "out_channels": state["final.2.weight"].shape[0],
+        "num_downs": len(_indices(set(state), r"^down(\d+)\.model\.0\.weight$")),
+        "ngf": first.shape[0],
+    }
 
 
 def _resnet_like(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:

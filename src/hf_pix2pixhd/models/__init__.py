@@ -3,12 +3,13 @@
 from .discriminators import MultiScaleDiscriminator, PatchGANDiscriminator
 from .encoder import FeatureEncoder, instance_average_pool
 from .hd_generator import GlobalGenerator, LocalEnhancerGenerator
-from .pix2pix_generators import ResnetGenerator, UNetGenerator
+from .pix2pix_generators import HugGANUNetGenerator, ResnetGenerator, UNetGenerator
 from .vgg import VGGFeatures
 
 __all__ = [
     "FeatureEncoder",
     "GlobalGenerator",
+    "HugGANUNetGenerator",
     "LocalEnhancerGenerator",
     "MultiScaleDiscriminator",
     "PatchGANDiscriminator",

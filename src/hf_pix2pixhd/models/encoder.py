@@ -47,11 +47,43 @@ def instance_segment_ids(instance_map: torch.Tensor) -> tuple[torch.Tensor, int]
     return inverse, unique.numel()
 
 
+def instance_ranks(instance_map: torch.Tensor) -> torch.Tensor:
+    """Number the distinct ids of each image ``0, 1, ...`` in increasing order.
+
+    Built from a sort, a cumulative sum and a scatter only: no ``.item()``, no ``bincount``,
+    nothing whose size depends on the ids' values, so ``torch.export`` / ONNX can trace it
+    with dynamic batch, height and width.
+
+    Args:
+        instance_map: ``(N, 1, H, W)`` or ``(N, H, W)`` whole-number ids (any numeric dtype).
+
+    Returns:
+        ``(N, H*W)`` int64 ranks in ``[0, H*W)``, row-major per image.
+    """
+    if instance_map.ndim == 4:
+        if instance_map.shape[1] != 1:
+            raise ValueError(
+                f"instance_map must have one channel, got shape {tuple(instance_map.shape)}."
+            )
+        instance_map = instance_map[:, 0]
+    if instance_map.ndim != 3:
+        raise ValueError(
+            f"instance_map must be (N, 1, H, W) or (N, H, W), got {tuple(instance_map.shape)}."
+        )
+    ids = instance_map.reshape(instance_map.shape[0], -1).to(torch.long)
+    ordered, order = torch.sort(ids, dim=1)
+    # A new rank starts wherever the sorted id changes.
+    starts = (ordered[:, 1:] != ordered[:, :-1]).to(torch.long)
+    ranks = torch.cat([torch.zeros_like(starts[:, :1]), starts.cumsum(1)], 1)
+    return torch.zeros_like(ranks).scatter(1, order, ranks)
+
+
 def instance_average_pool(features: torch.Tensor, instance_map: torch.Tensor) -> torch.Tensor:
     """Replace every pixel's feature by the mean over its instance, per image and channel.
 
-    Vectorised with segment sums (``index_add_``): no loop over instances. Differentiable with
-    respect to ``features``.
+    Vectorised segment means (:func:`instance_ranks`, then ``scatter_add`` and ``gather``): no
+    loop over instances and no data-dependent sizes, so it exports to ONNX. Sums accumulate in
+    float32 for half-precision features. Differentiable with respect to ``features``.
 
     Args:
         features: ``(N, C, H, W)``.
@@ -66,14 +98,15 @@ def instance_average_pool(features: torch.Tensor, instance_map: torch.Tensor) ->
             f"instance_map {tuple(instance_map.shape)} does not match features "
             f"{tuple(features.shape)}: batch size and H x W must agree."
         )
-    segments, count = instance_segment_ids(instance_map)
-    # Channels last in the flat view so that one index_add_ sums all channels at once.
-    flat = features.permute(0, 2, 3, 1).reshape(-1, c)
+    segments = instance_ranks(instance_map).unsqueeze(1)  # (N, 1, HW), each < HW
+    flat = features.reshape(n, c, h * w)
     accumulate = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
-    sums = accumulate.new_zeros(count, c).index_add_(0, segments, accumulate)
-    sizes = torch.bincount(segments, minlength=count).clamp_(min=1).to(sums.dtype)
-    means = (sums / sizes.unsqueeze(1)).to(features.dtype)
-    return means.index_select(0, segments).view(n, h, w, c).permute(0, 3, 1, 2)
+    index = segments.expand(-1, c, -1)
+    sums = torch.zeros_like(accumulate).scatter_add(2, index, accumulate)
+    ones = torch.ones_like(accumulate[:, :1])
+    sizes = torch.zeros_like(ones).scatter_add(2, segments, ones).clamp(min=1)
+    means = (sums / sizes).to(features.dtype)
+    return means.gather(2, index).reshape(n, c, h, w)
 
 
 class FeatureEncoder(ModelMixin, ConfigMixin):

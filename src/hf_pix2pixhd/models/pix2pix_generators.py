@@ -1,7 +1,8 @@
 """pix2pix generators (Isola et al. 2017): the U-Net and the ResNet generator.
 
 Both keep the module layout of junyanz/pytorch-CycleGAN-and-pix2pix, so an official
-``latest_net_G.pth`` loads with ``load_state_dict`` as is.
+``latest_net_G.pth`` loads with ``load_state_dict`` as is. :class:`HugGANUNetGenerator` keeps
+the layout of the HugGAN sprint's pix2pix U-Net (huggingface/community-events) in the same way.
 """
 
 from __future__ import annotations
@@ -171,3 +172,110 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
         return self.model(x)
+
+
+class _HugGANDown(nn.Module):
+    """HugGAN ``UNetDown``: Conv4 s2 (no bias) [+ InstanceNorm] + LeakyReLU(0.2) [+ Dropout]."""
+
+    def __init__(self, in_nc: int, out_nc: int, normalize: bool, dropout: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_nc, out_nc, 4, 2, 1, bias=False)]
+        if normalize:
+            layers.append(make_norm("instance", out_nc))
+        layers.append(nn.LeakyReLU(0.2))
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _HugGANUp(nn.Module):
+    """HugGAN ``UNetUp``: ConvTranspose4 s2 (no bias) + InstanceNorm + ReLU [+ Dropout], then
+    the skip is concatenated *after* the upsampled features."""
+
+    def __init__(self, in_nc: int, out_nc: int, dropout: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(in_nc, out_nc, 4, 2, 1, bias=False),
+            make_norm("instance", out_nc),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.model(x), skip), 1)
+
+
+class HugGANUNetGenerator(ModelMixin, ConfigMixin):
+    """The U-Net of the HugGAN sprint's pix2pix (``huggan/pytorch/pix2pix``, after Erik
+    Linder-Norén's PyTorch-GAN), with its module names, so its ``pytorch_model.bin`` loads as is.
+
+    Same depth and widths as pix2pix's ``unet_256`` (64-128-256-512x5 for ``ngf=64``,
+    ``num_downs=8``), but not the same function:
+
+    - post-activation blocks (Conv -> InstanceNorm -> LeakyReLU going down, ConvTranspose ->
+      InstanceNorm -> ReLU going up), so skips carry LeakyReLU outputs into the decoder where
+      pix2pix feeds ReLU'd ones, and the bottleneck enters the first up-convolution through a
+      LeakyReLU instead of a ReLU;
+    - InstanceNorm (no affine) and no conv biases, also in the innermost down block (no norm
+      there, as in the outermost one);
+    - skips concatenated after the upsampled features (pix2pix: before);
+    - dropout 0.5 after the activation of the down blocks from the 4th on and of the first
+      ``num_downs - 4`` up blocks (pix2pix: only the three inner up blocks); off in eval mode;
+    - the head is nearest ``Upsample(2)`` -> ``ZeroPad2d((1, 0, 1, 0))`` -> Conv4 (bias) ->
+      Tanh instead of a ConvTranspose4 s2 + Tanh.
+
+    Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``, H and W multiples of ``2**num_downs``.
+    Output: ``(N, out_channels, H, W)`` in ``[-1, 1]``.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+    ) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"num_downs must be at least 5, got {num_downs}.")
+        widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # down1 .. downN outputs
+        previous = in_channels
+        for i, width in enumerate(widths, start=1):
+            outer = i in (1, num_downs)
+            down = _HugGANDown(previous, width, normalize=not outer, dropout=i >= 4)
+            setattr(self, f"down{i}", down)
+            previous = width
+        for i in range(1, num_downs):
+            width = widths[num_downs - 1 - i]  # the skip's width, that of down{num_downs - i}
+            setattr(self, f"up{i}", _HugGANUp(previous, width, dropout=num_downs - i >= 4))
+            previous = 2 * width
+        self.final = nn.Sequential(
+            nn.Upsample(scale_factor=2),
+            nn.ZeroPad2d((1, 0, 1, 0)),
+            nn.Conv2d(previous, out_channels, 4, padding=1),
+            nn.Tanh(),
+        )
+        init_weights_normal(self)  # as HugGAN's weights_init_normal
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this."""
+        return 2**self.config.num_downs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_channels(x, self.config.in_channels, type(self).__name__)
+        check_spatial_multiple(x, self.size_multiple, type(self).__name__)
+        n = self.config.num_downs
+        skips = []
+        for i in range(1, n + 1):
+            x = getattr(self, f"down{i}")(x)
+            skips.append(x)
+        for i in range(1, n):
+            x = getattr(self, f"up{i}")(x, skips[n - 1 - i])
+        return self.final(x)
