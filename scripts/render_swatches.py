@@ -18,11 +18,15 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hf_pix2pixhd.evaluation import rendered_swatches, style_spread
+from hf_pix2pixhd.hub import drop_load_paths
 from hf_pix2pixhd.pipeline import Pix2PixHDPipeline
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def main() -> None:
@@ -39,8 +43,12 @@ def main() -> None:
     swatches = rendered_swatches(pipe, examples, autocast_dtype=torch.bfloat16)
     with torch.no_grad():
         bank.swatches.copy_(swatches)
-    dtype = next((b.dtype for b in bank.buffers() if b.is_floating_point()), torch.float32)
-    bank.to(dtype).save_pretrained(args.model / "style_bank")
+    # Keep the stored precision (bundles are fp16; from_pretrained loads them as fp32).
+    with safe_open(args.model / "style_bank" / WEIGHTS, "pt") as stored:
+        dtype = stored.get_slice("centers").get_dtype()
+    bank.to({"F16": torch.float16, "BF16": torch.bfloat16}.get(dtype, torch.float32))
+    bank.save_pretrained(args.model / "style_bank")
+    drop_load_paths(args.model)
     spread = style_spread(pipe, examples, autocast_dtype=torch.bfloat16)
     print(json.dumps({"style_spread": round(spread.score, 4), "per_example": spread.per_example}))
 
