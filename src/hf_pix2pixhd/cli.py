@@ -56,6 +56,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     overrides = {"use_dropout": False} if args.no_dropout else {}
     model = convert_official_checkpoint(args.checkpoint, arch=args.arch, **overrides)
+    _check_writable(args.out)  # save_pretrained only logs a file in the way, and returns
     dtype = getattr(torch, DTYPES[args.dtype])
     model = model.to(dtype)
     if not args.pipeline:

@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,12 +68,23 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Raw pickles make torch warn about their protocol before refusing them below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        with path.open("rb") as handle:
+            is_pickle = handle.read(1) == b"\x80"  # the PROTO opcode that opens a pickle
+        if is_pickle and "GLOBAL" not in str(error):
+            raise CheckpointError(
+                f"{path} is a raw pickle, not a torch.save file, so it was refused without "
+                "running any of it. Re-save it with torch.save(model.state_dict(), path) from "
+                "code you trust."
+            ) from error
         if "GLOBAL" not in str(error):  # the restricted unpickler met bytes it cannot parse
             raise CheckpointError(
-                f"{path} is not a PyTorch state_dict file: its bytes do not parse as one (a "
-                "damaged file, another format, or a plain pickle, which is not supported)."
+                f"{path} is not a PyTorch checkpoint: its bytes do not parse as one. Is the "
+                "file damaged, or of another format?"
             ) from error
         raise CheckpointError(
             f"{path} holds Python objects other than tensors, so it was refused without running "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,9 @@ class ImageReadError(ValueError):
     """A file that is missing, not an image, or truncated."""
 
 
-class ImageSizeError(ValueError):
-    """An image with no pixels, or more pixels than the limit (:func:`max_pixels`)."""
+class ImageSizeError(ImageReadError):
+    """An image with no pixels, or more pixels than the limit (:func:`max_pixels`). A kind of
+    :class:`ImageReadError`: callers that report unreadable files report these too."""
 
 
 def max_pixels() -> int:
@@ -86,9 +88,13 @@ def _open_checked(path: Path) -> PIL.Image.Image:
     try:
         image = PIL.Image.open(path)
     except PIL.Image.DecompressionBombError as error:
+        # PIL refuses past twice its own limit, which is never below ours: ours is exceeded.
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        count = f"{int(found.group(1)):,}" if found else "too many"
         raise ImageSizeError(
-            f"{path} is too large to decode safely ({error}). The limit is {max_pixels():,} "
-            f"pixels; raise it with {MAX_PIXELS_ENV}=N."
+            f"The image {path} has {count} pixels, more than the limit of {max_pixels():,}. "
+            f"Downscale it, or raise the limit with the environment variable {MAX_PIXELS_ENV}=N "
+            "(pixels) if you have the memory."
         ) from error
     except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(
@@ -175,9 +181,10 @@ def _check_values(
             "image."
         )
     if kind not in "iuf":
+        article = "an" if name == "array" else "a"
         raise ValueError(
-            f"Got a {name} of dtype {item.dtype}: images are uint8 / uint16 / float, label maps "
-            "integer ids."
+            f"Got {article} {name} of dtype {item.dtype}: images are uint8 / uint16 / float, "
+            "label maps integer ids."
         )
     if spatial is not None:
         check_image_size(spatial[1], spatial[0], what=f"The {name} of shape {shape}")
@@ -351,18 +358,18 @@ def pad_to_multiple(
 
     Edge replication: it keeps label ids valid and works for any size, even 1x1 (reflection
     needs the pad to be smaller than the image). Returns the padded tensor and the original
-    ``(H, W)``. Refuses a padded size above the pixel limit (:func:`max_pixels`): a 1-pixel-high
-    strip grows ``min_size`` times.
+    ``(H, W)``. Refuses an input that ``min_size`` would pad past the pixel limit
+    (:func:`max_pixels`): a 1-pixel-high strip grows ``min_size`` times.
     """
     height, width = tensor.shape[-2:]
     if height < 1 or width < 1:
         raise ImageSizeError(f"The input is {width}x{height} (WxH): it has no pixels.")
     least = max(multiple, min_size)
-    target_h = max(least, math.ceil(height / multiple) * multiple)
-    target_w = max(least, math.ceil(width / multiple) * multiple)
+    rounded_h, rounded_w = (math.ceil(side / multiple) * multiple for side in (height, width))
+    target_h, target_w = max(least, rounded_h), max(least, rounded_w)
     if (target_h, target_w) == (height, width):
         return tensor, (height, width)
-    if target_h * target_w > max_pixels() >= height * width:
+    if target_h * target_w > max(rounded_h * rounded_w, max_pixels()):
         check_image_size(
             target_w,
             target_h,
