@@ -319,6 +319,7 @@ def test_bad_label_maps_are_named(label_pipe, bad, message):
         (np.zeros((8, 8, 3), np.int64), r"uint8 \(0..255\), uint16"),
         (np.zeros((8, 8, 2), np.uint8), r"\(H, W, 4\), got \(8, 8, 2\)"),
         (np.zeros((2, 8, 8, 3), np.uint8), r"got \(2, 8, 8, 3\)"),
+        (np.zeros((3, 8, 8), np.uint8), "channels-first"),
     ],
 )
 def test_bad_photos_and_sketches_are_named(sketch_pipe, bad, message):
@@ -387,6 +388,22 @@ def test_palette_images_of_colour_labels_are_read_by_colour(tmp_path, facades):
     quantized.save(tmp_path / "labels.gif")
     for form in (quantized, str(tmp_path / "labels.gif")):
         assert np.array_equal(facades.label_ids(form)[0, 0].numpy(), ids)
+
+
+def test_training_reads_palette_labels_the_same_way(tmp_path):
+    """The dataset shares the rule: a quantized colour label map gives its colours' classes."""
+    from hf_pix2pixhd.data import DataConfig, build_dataset
+
+    ids = np.kron(random_ids(4, 4, classes=12), np.ones((8, 8), np.int64))
+    for sub in ("train_label", "train_img"):
+        (tmp_path / sub).mkdir()
+    _quantized(ids, FACADES_PALETTE.colors.tolist()).save(tmp_path / "train_label" / "a.png")
+    PIL.Image.new("RGB", (32, 32)).save(tmp_path / "train_img" / "a.png")
+    config = DataConfig(
+        str(tmp_path), input_kind="labels", label_nc=12, palette="facades", preprocess="none",
+        flip=False,
+    )  # fmt: skip
+    assert np.array_equal(build_dataset(config)[0]["label"][0].numpy(), ids)
 
 
 def test_palette_images_in_our_palette_keep_their_indices(label_pipe):
@@ -487,6 +504,11 @@ def test_exif_orientation_is_applied(tmp_path, sketch_pipe):
         ({"style": ["random", "default"], "style_mix": float("nan")}, "style_mix"),
         ({"style": torch.zeros(5, 3)}, r"\(num_style_classes, feature_nc\) = \(12, 3\)"),
         ({"style": 3}, "style must be"),
+        ({"style": {"window": "a"}, "seed": 0}, "must be a cluster index"),
+        ({"style": "random", "seed": 10**30}, "seed must fit in 64 bits"),
+        ({"style": "random", "seed": "abc"}, "seed must be an integer"),
+        ({"style": "random", "seed": 1.5}, "seed must be an integer"),
+        ({"style": "random", "generator": 7}, "generator must be a torch.Generator"),
         ({"style_image": (np.full((8, 8, 3), np.nan), np.zeros((8, 8)))}, "NaN"),
         ({"style_image": (np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8)))}, "same size"),
         ({"style_image": np.zeros((8, 8, 3), np.uint8)}, r"\(photo, label_map\) tuple"),

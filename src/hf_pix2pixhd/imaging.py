@@ -204,7 +204,7 @@ def flatten_alpha(
 ) -> PIL.Image.Image:
     """Composite transparent pixels onto ``background`` (white by default): drawn sketches and
     label maps come as RGBA. Images without transparency are returned unchanged."""
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         base = PIL.Image.new("RGBA", rgba.size, (*background, 255))
         return PIL.Image.alpha_composite(base, rgba).convert("RGB")
@@ -274,8 +274,12 @@ def _array_to_pil(array: np.ndarray, what: str = "image array") -> PIL.Image.Ima
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        hint = ""
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            hint = " It looks channels-first: pass array.transpose(1, 2, 0)."
         raise ValueError(
-            f"Image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}."
+            f"Image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got "
+            f"{array.shape}.{hint}"
         )
     if array.dtype.kind == "f":
         low, high = float(array.min()), float(array.max())

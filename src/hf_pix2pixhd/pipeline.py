@@ -13,6 +13,7 @@ models have one global style (the whole image is one instance of the single clas
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,7 +447,14 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             )
         if generator is not None and seed is not None:
             raise ValueError("Pass generator= or seed=, not both.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
         if seed is not None:
+            # torch takes any 64-bit value (negative ones as two's complement).
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise ValueError(f"seed must be an integer, got {seed!r}.")
+            if not -(2**63) <= seed < 2**64:
+                raise ValueError(f"seed must fit in 64 bits (0 <= seed < 2**64), got {seed}.")
             generator = torch.Generator().manual_seed(int(seed))
         specs = _style_specs(style, num_styles, style_image)
         references = _reference_pairs(style_image, photo_alone=cfg.input_kind != "labels")
