@@ -564,6 +564,16 @@ def test_foreign_components_fail_before_anything_loads(saved, monkeypatch, chang
     assert "model_index.json" in str(error.value)
 
 
+def test_two_class_names_are_not_mistaken_for_a_component(tmp_path):
+    torch.manual_seed(0)
+    pipe = Pix2PixHDPipeline(
+        GlobalGenerator(in_channels=2, ngf=4, n_downsampling=2, n_blocks=1),
+        input_kind="labels", label_nc=2, class_names=["sky", "ground"],
+    )  # fmt: skip
+    pipe.save_pretrained(tmp_path)
+    assert Pix2PixHDPipeline.from_pretrained(tmp_path).config.class_names == ["sky", "ground"]
+
+
 def test_the_expected_classes_are_named(saved):
     _edit_json(saved / "model_index.json", translator=["diffusers", "UNet2DModel"])
     with pytest.raises(PipelineFolderError) as error:

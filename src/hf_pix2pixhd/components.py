@@ -10,7 +10,7 @@ constructor checks the objects themselves with :func:`check_component`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from .models import (
     FeatureEncoder,
@@ -56,8 +56,14 @@ def check_component(name: str, value: object) -> None:
         )
 
 
-def check_model_index(index: Mapping, where: str = "model_index.json") -> None:
+def check_model_index(
+    index: Mapping, where: str = "model_index.json", settings: Collection[str] = ()
+) -> None:
     """Check a ``model_index.json`` before diffusers imports or loads anything it names.
+
+    ``settings`` are the pipeline's other constructor arguments (e.g. ``class_names``, which
+    may look like a ``[module, class]`` pair); any other key holding a pair of strings is a
+    component the pipeline does not have.
 
     Raises:
         PipelineFolderError: the pipeline class is not ours, a component names a module outside
@@ -71,7 +77,7 @@ def check_model_index(index: Mapping, where: str = "model_index.json") -> None:
             "pipeline code is never loaded from a folder."
         )
     for name, entry in index.items():
-        if name.startswith("_") or name in COMPONENT_CLASSES:
+        if name.startswith("_") or name in COMPONENT_CLASSES or name in settings:
             continue
         if _is_component_entry(entry):
             raise PipelineFolderError(

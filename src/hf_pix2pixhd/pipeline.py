@@ -13,6 +13,7 @@ models have one global style (the whole image is one instance of the single clas
 from __future__ import annotations
 
 import contextlib
+import inspect
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,9 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         result = super().load_config(*args, **kwargs)
         source = Path(args[0] if args else kwargs.get("pretrained_model_name_or_path", "."))
         where = source / cls.config_name if source.is_dir() else source
-        check_model_index(result[0] if isinstance(result, tuple) else result, str(where))
+        settings = inspect.signature(cls.__init__).parameters
+        config = result[0] if isinstance(result, tuple) else result
+        check_model_index(config, str(where), settings)
         return result
 
     def _check_consistency(self) -> None:
