@@ -121,7 +121,7 @@ def padded_reference(pipe: Pix2PixHDPipeline, inputs: torch.Tensor) -> torch.Ten
 # -- the pixel limit ----------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_a_huge_header_in_a_tiny_file_is_refused_before_decoding(tmp_path, label_pipe):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bytes(13000, 13000, None))

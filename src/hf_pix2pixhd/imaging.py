@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,10 @@ def _open_checked(path: Path) -> PIL.Image.Image:
         raise ImageReadError(f"Image file {path} is empty (0 bytes).")
     _allow_pil_up_to(max_pixels())
     try:
-        image = PIL.Image.open(path)
+        with warnings.catch_warnings():
+            # PIL warns past its own limit; ours is checked right below, with a better message.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            image = PIL.Image.open(path)
     except PIL.Image.DecompressionBombError as error:
         # PIL refuses past twice its own limit, which is never below ours: ours is exceeded.
         found = re.search(r"\((\d+) pixels\)", str(error))
