@@ -212,6 +212,16 @@ def test_small_sketches_are_padded_and_cropped_back(sketch_pipe, size):
     torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
 
 
+def test_small_inputs_in_resize_mode():
+    torch.manual_seed(2)
+    pipe = Pix2PixHDPipeline(
+        GlobalGenerator(in_channels=3, ngf=4, n_downsampling=2, n_blocks=1), resize_mode="resize"
+    )
+    for size in ((1, 1), (3, 40)):
+        out = pipe(np.full((*size, 3), 0.25, np.float32), output_type="np").images[0]
+        assert out.shape == (*size, 3) and np.isfinite(out).all()
+
+
 def test_an_extreme_aspect_ratio_runs(sketch_pipe):
     out = sketch_pipe(PIL.Image.new("RGB", (100000, 3), "white"), output_type="np").images
     assert out.shape == (1, 3, 100000, 3) and np.isfinite(out).all()

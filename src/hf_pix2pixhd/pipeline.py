@@ -457,7 +457,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
                 raise ValueError(f"seed must be an integer, got {seed!r}.")
             if not -(2**63) <= seed < 2**64:
-                raise ValueError(f"seed must fit in 64 bits (0 <= seed < 2**64), got {seed}.")
+                raise ValueError(f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}.")
             generator = torch.Generator().manual_seed(int(seed))
         specs = _style_specs(style, num_styles, style_image)
         references = _reference_pairs(style_image, photo_alone=cfg.input_kind != "labels")
