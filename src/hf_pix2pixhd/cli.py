@@ -57,6 +57,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     overrides = {"use_dropout": False} if args.no_dropout else {}
     model = convert_official_checkpoint(args.checkpoint, arch=args.arch, **overrides)
+    _check_writable(args.out)  # save_pretrained only logs a file in the way, and returns
     dtype = getattr(torch, DTYPES[args.dtype])
     model = model.to(dtype)
     if not args.pipeline:
@@ -356,9 +357,24 @@ def _collect_inputs(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and check a file can be written there, before any work is done."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"The output folder {folder} is a file; give a folder (--out).")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"Cannot write to the output folder {folder}: {reason}.") from error
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
+
+    from .imaging import check_image_file
 
     if args.style_labels is not None and args.style_image is None:
         raise ValueError("--style-labels goes with --style-image (the reference photo).")
@@ -372,6 +388,10 @@ def _run_translate(args: argparse.Namespace) -> int:
             raise ValueError(f"--style-mix {args.style_mix!r}: give numbers in [0, 1].") from None
         mix = alphas[0] if len(alphas) == 1 else alphas
     inputs = _collect_inputs(args.inputs)
+    # Headers only: an unreadable or oversized file fails now, not after an hour of work.
+    for file in [f for f, _ in inputs] + [p for p in (args.style_image, args.style_labels) if p]:
+        check_image_file(file)
+    _check_writable(args.out)
     pipe = _load_pipeline(args.model, _device(args.device))
     reference = None
     if args.style_image is not None:
@@ -512,9 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _EXPORT_PIPELINE:  # takes the training config overrides, like training
             return _run_export(args, extra)
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        # Our errors already say what is wrong and how to fix it: no traceback for users.
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        # Our errors already say what is wrong and how to fix it, and OSErrors name the file
+        # and the reason: no traceback for users.
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
 
 

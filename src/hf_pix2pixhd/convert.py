@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,9 +68,27 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(path)
         except SafetensorError as error:
             raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from error
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Raw pickles make torch warn about their protocol before refusing them below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        with path.open("rb") as handle:
+            is_pickle = handle.read(1) == b"\x80"  # the PROTO opcode that opens a pickle
+        if is_pickle and "GLOBAL" not in str(error):
+            raise CheckpointError(
+                f"{path} is a raw pickle, not a torch.save file, so it was refused without "
+                "running any of it. Re-save it with torch.save(model.state_dict(), path) from "
+                "code you trust."
+            ) from error
+        if "GLOBAL" not in str(error):  # the restricted unpickler met bytes it cannot parse
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint: its bytes do not parse as one. Is the "
+                "file damaged, or of another format?"
+            ) from error
         raise CheckpointError(
             f"{path} holds Python objects other than tensors, so it was refused without running "
             "any of it (torch.load weights_only=True). Only plain state_dicts are supported: "
@@ -99,6 +118,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{type(obj).__name__}."
         )
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _conv(state: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    """``state[key]``, checked to be a 4-D conv weight ``(out, in, kh, kw)``."""
+    if key not in state:
+        raise CheckpointError(f"The checkpoint lacks {key!r}, which this network needs.")
+    weight = state[key]
+    if weight.ndim != 4 or 0 in weight.shape:
+        raise CheckpointError(
+            f"The checkpoint's {key!r} has shape {tuple(weight.shape)}, but a conv weight is 4-D "
+            "(out, in, kh, kw) and not empty: the file is damaged or not a pix2pix / pix2pixHD "
+            "checkpoint."
+        )
+    return weight
 
 
 def _indices(keys: set[str], pattern: str) -> list[int]:
@@ -132,20 +165,20 @@ def detect_architecture(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
     if _indices(keys, r"^scale(\d+)_layer\d+\.") or _indices(keys, r"^layer(\d+)\.\d+\."):
         return "multiscale_d", _multiscale_config(state)
     if "model.model.0.weight" in keys:
-        first = state["model.model.0.weight"]
+        first = _conv(state, "model.model.0.weight")
         num_downs, prefix = 1, "model.model.1"
         while f"{prefix}.model.1.weight" in keys:
             num_downs, prefix = num_downs + 1, f"{prefix}.model.3"
         return "unet", {
             "in_channels": first.shape[1],
-            "out_channels": state["model.model.3.weight"].shape[1],
+            "out_channels": _conv(state, "model.model.3.weight").shape[1],
             "num_downs": num_downs,
             "ngf": first.shape[0],
             "norm": _norm_of(keys, "model.model.0.bias"),
         }
     if enhancers := _indices(keys, r"^model(\d+)_1\."):
         return "local", _local_config(state, len(enhancers))
-    if "model.0.weight" in keys and state["model.0.weight"].shape[-1] == 4:
+    if "model.0.weight" in keys and _conv(state, "model.0.weight").shape[-1] == 4:
         first = state["model.0.weight"]
         return "patchgan", {
             "in_channels": first.shape[1],
@@ -153,7 +186,7 @@ def detect_architecture(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
             "n_layers": len(_conv_weight_keys(state, "model.")) - 2,
             "norm": _norm_of(keys, "model.2.bias"),
         }
-    if "model.1.weight" in keys and state["model.1.weight"].shape[-1] == 7:
+    if "model.1.weight" in keys and _conv(state, "model.1.weight").shape[-1] == 7:
         return _resnet_like(state)
     raise CheckpointError(
         "Could not recognise this state_dict as an official pix2pix / pix2pixHD network. First "
@@ -175,6 +208,11 @@ def _huggan_unet_config(state: Mapping[str, torch.Tensor]) -> dict:
 def _resnet_like(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
     keys = set(state)
     convs = _conv_weight_keys(state, "model.")
+    if len(convs) < 2:
+        raise CheckpointError(
+            f"The checkpoint has {len(convs)} top-level conv weight(s) (model.N.weight); a "
+            "ResNet-style generator or encoder has at least two (first and last)."
+        )
     first, last = state[convs[0]], state[convs[-1]]
     n_downsampling = (len(convs) - 2) // 2
     blocks = _indices(keys, r"^model\.(\d+)\.conv_block\.")
@@ -204,8 +242,14 @@ def _resnet_like(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
 def _local_config(state: Mapping[str, torch.Tensor], n_local: int) -> dict:
     keys = set(state)
     trunk_convs = _conv_weight_keys(state, "model.")
+    finals = _conv_weight_keys(state, f"model{n_local}_2.")
+    if not trunk_convs or not finals:
+        raise CheckpointError(
+            "The checkpoint has local-enhancer keys (model1_1.*) but no global trunk convs "
+            f"(model.N.weight) or no final conv (model{n_local}_2.N.weight): it is incomplete."
+        )
     first = state[trunk_convs[0]]
-    final = state[_conv_weight_keys(state, f"model{n_local}_2.")[-1]]
+    final = state[finals[-1]]
     return {
         "in_channels": first.shape[1],
         "out_channels": final.shape[0],
@@ -221,11 +265,11 @@ def _local_config(state: Mapping[str, torch.Tensor], n_local: int) -> dict:
 def _multiscale_config(state: Mapping[str, torch.Tensor]) -> dict:
     keys = set(state)
     if scales := _indices(keys, r"^scale(\d+)_layer\d+\."):
-        first = state["scale0_layer0.0.weight"]
+        first = _conv(state, "scale0_layer0.0.weight")
         n_layers = len(_indices(keys, r"^scale0_layer(\d+)\.")) - 2
     else:
         scales = _indices(keys, r"^layer(\d+)\.\d+\.")
-        first = state["layer0.0.weight"]
+        first = _conv(state, "layer0.0.weight")
         n_layers = len(_conv_weight_keys(state, "layer0.")) - 2
     return {
         "in_channels": first.shape[1],
@@ -270,6 +314,12 @@ def load_official_weights(model: torch.nn.Module, state: Mapping[str, torch.Tens
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    for key, value in state.items():
+        if key in expected and value.is_floating_point() != expected[key].is_floating_point():
+            raise CheckpointError(
+                f"The checkpoint's {key!r} is {value.dtype}, but the model's is "
+                f"{expected[key].dtype}: the file is damaged or of another network."
+            )
     if missing or unexpected or wrong_shape:
         parts = []
         if missing:
@@ -283,6 +333,12 @@ def load_official_weights(model: torch.nn.Module, state: Mapping[str, torch.Tens
             + "; ".join(parts)
             + ". Check the architecture options (arch=, ngf, n_blocks, norm, ...)."
         )
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"The checkpoint's {key!r} holds NaN or infinite values: the training run that "
+                "wrote it diverged, or the file is damaged. Use an earlier checkpoint."
+            )
     model.load_state_dict(state, strict=True)
 
 
@@ -316,6 +372,11 @@ def convert_official_checkpoint(
         model = model_class(**config)
     except TypeError as error:
         raise ValueError(f"Invalid options for {model_class.__name__}: {error}") from error
+    except ValueError as error:
+        raise CheckpointError(
+            f"The checkpoint's weights describe a {model_class.__name__} that cannot be built "
+            f"({error}); the file is damaged or not a pix2pix / pix2pixHD checkpoint."
+        ) from error
     if detected == "multiscale_d":
         state = _regroup_multiscale_keys(state, config)
     load_official_weights(model, state)

@@ -39,6 +39,7 @@ from .labels import (
     FACADES_PALETTE,
     NotAPaletteImageError,
     Palette,
+    label_image_ids,
     repair_blended_labels,
 )
 
@@ -524,8 +525,8 @@ def _decode(value: Any, where: str) -> PIL.Image.Image:
 def _label_ids(image: PIL.Image.Image, palette: Palette | None, where: str) -> np.ndarray:
     """(H, W) int64 class ids from an id image, or from a colour label map with the palette."""
     # Single-channel images hold ids even when a palette is configured (Cityscapes labelIds
-    # PNGs: the palette then only colours the samples).
-    if palette is not None and image.mode not in _ID_MODES:
+    # PNGs: the palette then only colours the samples); palette images only in our palette.
+    if palette is not None and label_image_ids(image, palette) is None:
         rgb = np.asarray(image.convert("RGB"))
         try:
             # The outlier check rejects images that are not drawn in this palette at all.

@@ -22,6 +22,7 @@ __all__ = [
     "Palette",
     "assemble_generator_input",
     "instance_boundaries",
+    "label_image_ids",
     "one_hot",
     "repair_blended_labels",
 ]
@@ -331,6 +332,58 @@ class Palette:
         No sanity check: snapping is meant for anything, e.g. anti-aliased user strokes.
         """
         return self.colors[self.colors_to_ids(image, max_distance=None)]
+
+
+#: PIL modes that hold one value per pixel: ids, not colours. "P" / "PA" only with the model's
+#: own palette (see :func:`label_image_ids`).
+ID_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+PALETTE_MODES = ("P", "PA")
+
+
+def label_image_ids(
+    image: Image.Image, palette: Palette | None, what: str = "label map"
+) -> np.ndarray | None:
+    """The class ids a PIL label image holds directly, ``(H, W)`` int64; ``None`` when it is
+    drawn in colours (map those with ``palette.colors_to_ids`` or :func:`repair_blended_labels`).
+
+    - ``L``, ``I``, ``I;16`` (16-bit PNG), ``F`` (whole numbers), ``1``; ``LA``: its ``L``
+      channel (transparency means nothing in a label map).
+    - ``P`` / ``PA`` (palette PNG, GIF): its indices are the ids when its palette gives every
+      index used the colour ``palette`` gives that class, and when there is no ``palette`` to
+      read colours with (VOC-style label PNGs); otherwise (e.g. ``Image.quantize`` of a colour
+      label map, or our colours in another order) it is a colour image: ``None``.
+    - Everything else (``RGB``, ``RGBA``, ``CMYK``, ...): ``None``.
+    """
+    if image.mode in PALETTE_MODES:
+        indices = np.asarray(image)
+        indices = indices[..., 0] if indices.ndim == 3 else indices
+        if palette is None or _palette_matches(image, indices, palette):
+            return indices.astype(np.int64)
+        return None
+    if image.mode not in ID_MODES:
+        return None
+    values = np.asarray(image)
+    values = values[..., 0] if values.ndim == 3 else values
+    if values.dtype.kind == "f" and not (
+        np.isfinite(values).all() and np.array_equal(values, np.round(values))
+    ):
+        raise ValueError(
+            f"The {what} is a float ('F') image that does not hold whole-number ids (found "
+            "fractions, NaN or infinity)."
+        )
+    return values.astype(np.int64)
+
+
+def _palette_matches(image: Image.Image, indices: np.ndarray, palette: Palette) -> bool:
+    """Whether a "P" image's palette gives every index it uses ``palette``'s colour for it."""
+    raw = image.getpalette("RGB")
+    if raw is None:
+        return False
+    colors = np.asarray(raw, dtype=np.uint8).reshape(-1, 3)
+    used = np.flatnonzero(np.bincount(indices.ravel(), minlength=256))
+    if used.size == 0 or used[-1] >= min(len(colors), palette.num_classes):
+        return False
+    return bool(np.array_equal(colors[used], palette.colors[used]))
 
 
 def _validate_num_classes(num_classes: int, what: str) -> None:

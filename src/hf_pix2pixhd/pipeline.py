@@ -13,6 +13,8 @@ models have one global style (the whole image is one instance of the single clas
 from __future__ import annotations
 
 import contextlib
+import inspect
+import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +28,7 @@ import torch
 from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.utils import BaseOutput
 
+from .components import check_component, check_model_index
 from .drawn import normalize_strokes as redraw_at_width
 from .imaging import (
     ImageInput,
@@ -114,6 +117,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         stroke_width: float | None = None,
     ) -> None:
         super().__init__()
+        for name, component in (("translator", translator), ("encoder", encoder)):
+            check_component(name, component)
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}.")
         if resize_mode not in ("pad", "resize"):
@@ -135,6 +140,19 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             stroke_width=float(stroke_width) if stroke_width is not None else None,
         )
         self._check_consistency()
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """``ConfigMixin.load_config``, plus a check of the component classes a pipeline
+        folder's ``model_index.json`` names: ``from_pretrained`` reads it here, before it
+        imports or loads any component (see :mod:`hf_pix2pixhd.components`)."""
+        result = super().load_config(*args, **kwargs)
+        source = Path(args[0] if args else kwargs.get("pretrained_model_name_or_path", "."))
+        where = source / cls.config_name if source.is_dir() else source
+        settings = inspect.signature(cls.__init__).parameters
+        config = result[0] if isinstance(result, tuple) else result
+        check_model_index(config, str(where), settings)
+        return result
 
     def _check_consistency(self) -> None:
         cfg = self.config
@@ -325,7 +343,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
     def label_ids(self, item: ImageInput) -> torch.Tensor:
         """A label map (ids, or colours with the palette) as ``(1, 1, H, W)`` int64."""
         item = as_pil_or_array(item)
-        ids = ids_to_tensor(item, "label map")
+        ids = ids_to_tensor(item, "label map", self.palette)
         if ids is None:
             palette = self.palette
             if palette is None:
@@ -417,6 +435,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 f"{self._reference_hint}."
             )
         features = features if features.ndim == 4 else features.unsqueeze(0)
+        if not torch.isfinite(features).all():
+            raise ValueError("The style features contain NaN or infinite values.")
         expected = (cfg.feature_nc, *ids.shape[-2:])
         if features.ndim != 4 or tuple(features.shape[1:]) != expected:
             raise ValueError(
@@ -517,7 +537,14 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             )
         if generator is not None and seed is not None:
             raise ValueError("Pass generator= or seed=, not both.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
         if seed is not None:
+            # torch takes any 64-bit value (negative ones as two's complement).
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise ValueError(f"seed must be an integer, got {seed!r}.")
+            if not -(2**63) <= seed < 2**64:
+                raise ValueError(f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}.")
             generator = torch.Generator().manual_seed(int(seed))
         specs = _style_specs(style, num_styles, style_image)
         references = _reference_pairs(style_image, photo_alone=cfg.input_kind != "labels")
@@ -589,17 +616,17 @@ class Pix2PixHDPipeline(DiffusionPipeline):
 
     def _run_translator(self, inputs: torch.Tensor) -> torch.Tensor:
         height, width = inputs.shape[-2:]
-        multiple = self.size_multiple
+        multiple, least = self.size_multiple, self.translator.min_size
         if self.config.resize_mode == "resize":
-            size = (max(multiple, round(height / multiple) * multiple),
-                    max(multiple, round(width / multiple) * multiple))  # fmt: skip
+            size = (max(least, round(height / multiple) * multiple),
+                    max(least, round(width / multiple) * multiple))  # fmt: skip
             mode = "nearest" if self.config.input_kind == "labels" else "bilinear"
             resized = torch.nn.functional.interpolate(inputs, size=size, mode=mode)
             output = self._translate(resized)
             return torch.nn.functional.interpolate(
                 output.float(), size=(height, width), mode="bilinear", align_corners=False
             )
-        padded, _ = pad_to_multiple(inputs, multiple)
+        padded, _ = pad_to_multiple(inputs, multiple, least)
         return self._translate(padded)[..., :height, :width]
 
     def _translate(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -115,6 +115,11 @@ class StyleBank(ModelMixin, ConfigMixin):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"StyleBank {name} must be a positive int, got {value!r}.")
+        if num_classes * max_clusters * feature_nc > 1 << 28:  # refused before allocating
+            raise ValueError(
+                f"StyleBank of {num_classes} classes x {max_clusters} clusters x {feature_nc} "
+                "features is implausibly large (over 2**28 values); is the config right?"
+            )
         if feature not in FEATURE_MODES:
             raise ValueError(f"feature must be one of {FEATURE_MODES}, got {feature!r}.")
         self.register_buffer("centers", torch.zeros(num_classes, max_clusters, feature_nc))
@@ -362,7 +367,7 @@ def _encode_pixels(
     works; channels_last under autocast, where oneDNN's bf16 kernels want it.
     """
     height, width = photos.shape[-2:]
-    padded, _ = pad_to_multiple(photos, encoder.size_multiple)
+    padded, _ = pad_to_multiple(photos, encoder.size_multiple, encoder.min_size)
     param = next(encoder.parameters())
     padded = padded.to(param.device, param.dtype)
     autocast = contextlib.nullcontext()

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .hd_generator import make_input_pyramid_pool
-from .layers import NormType, check_input_channels, check_norm, init_weights_normal, make_norm
+from .layers import (
+    MAX_CHANNELS,
+    NormType,
+    check_input_channels,
+    check_int_options,
+    check_norm,
+    check_parameter_count,
+    init_weights_normal,
+    make_norm,
+)
+
+
+def check_patchgan_config(
+    model: str, in_channels: int, ndf: int, n_layers: int, max_channels: int | None, copies: int
+) -> None:
+    """Validate a (multi-scale) PatchGAN's sizes before it is built: ``copies`` PatchGANs with
+    channels capped at ``max_channels`` (``None``: ``8 * ndf``)."""
+    check_int_options(
+        model,
+        in_channels=(in_channels, 1, MAX_CHANNELS),
+        ndf=(ndf, 1, MAX_CHANNELS),
+        n_layers=(n_layers, 0, 10),
+    )
+    cap = 8 * ndf if max_channels is None else max_channels
+    widths = [ndf] + [min(ndf * 2**n, cap) for n in range(1, n_layers + 1)]
+    convs = sum(a * b for a, b in itertools.pairwise(widths))
+    count = 16 * (in_channels * ndf + convs + widths[-1])
+    check_parameter_count(model, copies * count)
 
 
 def patchgan_blocks(
@@ -66,6 +95,7 @@ class PatchGANDiscriminator(ModelMixin, ConfigMixin):
         norm: NormType = "batch",
     ) -> None:
         super().__init__()
+        check_patchgan_config(type(self).__name__, in_channels, ndf, n_layers, None, 1)
         blocks = patchgan_blocks(
             in_channels, ndf, n_layers, norm, norm == "instance", padding=1, max_channels=ndf * 8
         )
@@ -118,8 +148,8 @@ class MultiScaleDiscriminator(ModelMixin, ConfigMixin):
         return_features: bool = True,
     ) -> None:
         super().__init__()
-        if num_d < 1:
-            raise ValueError(f"num_d must be >= 1, got {num_d}.")
+        check_int_options(type(self).__name__, num_d=(num_d, 1, 10))
+        check_patchgan_config(type(self).__name__, in_channels, ndf, n_layers, 512, num_d)
         for i in range(num_d):
             blocks = patchgan_blocks(
                 in_channels, ndf, n_layers, norm, True, padding=2, max_channels=512,

@@ -7,7 +7,14 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .layers import NormType, check_input_channels, init_weights_normal, resnet_trunk_layers
+from .layers import (
+    NormType,
+    check_input_channels,
+    check_trunk_config,
+    init_weights_normal,
+    resnet_trunk_layers,
+    trunk_min_size,
+)
 
 # Above this many possible ids per image, compact the ids with a sort (torch.unique) instead of
 # indexing a dense table of sums; dense is faster for ordinary maps such as Cityscapes' (< 34000).
@@ -127,6 +134,7 @@ class FeatureEncoder(ModelMixin, ConfigMixin):
         norm: NormType = "instance",
     ) -> None:
         super().__init__()
+        check_trunk_config(type(self).__name__, in_channels, out_channels, ngf, n_downsampling, 0)
         self.model = nn.Sequential(
             *resnet_trunk_layers(
                 in_channels, out_channels, ngf, n_downsampling, 0, norm, use_bias=True
@@ -137,6 +145,11 @@ class FeatureEncoder(ModelMixin, ConfigMixin):
     @property
     def size_multiple(self) -> int:
         return 2**self.config.n_downsampling
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on (callers pad smaller photos)."""
+        return trunk_min_size(self.size_multiple)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """Per-pixel features before pooling, ``(N, out_channels, H, W)``."""

@@ -14,15 +14,20 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .layers import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
     NormType,
     ResnetBlock,
     UpsampleType,
     check_input_channels,
+    check_int_options,
     check_spatial_multiple,
+    check_trunk_config,
     init_weights_normal,
     make_norm,
     make_upsample,
     resnet_trunk_layers,
+    trunk_min_size,
 )
 
 
@@ -60,6 +65,9 @@ class GlobalGenerator(ModelMixin, ConfigMixin):
         upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
+        check_trunk_config(
+            type(self).__name__, in_channels, out_channels, ngf, n_downsampling, n_blocks
+        )
         self.model = nn.Sequential(
             *resnet_trunk_layers(
                 in_channels,
@@ -78,6 +86,11 @@ class GlobalGenerator(ModelMixin, ConfigMixin):
     @property
     def size_multiple(self) -> int:
         return 2**self.config.n_downsampling
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on (the pipeline pads smaller inputs)."""
+        return trunk_min_size(self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
@@ -113,8 +126,29 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
         upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
-        if n_local_enhancers < 1:
-            raise ValueError("n_local_enhancers must be >= 1; use GlobalGenerator for none.")
+        name = type(self).__name__
+        check_int_options(
+            name,
+            n_local_enhancers=(n_local_enhancers, 1, 4),
+            n_blocks_local=(n_blocks_local, 0, MAX_BLOCKS),
+            in_channels=(in_channels, 1, MAX_CHANNELS),
+            out_channels=(out_channels, 1, MAX_CHANNELS),
+            ngf=(ngf, 1, MAX_CHANNELS),
+        )
+        # Per enhancer of width w: Conv7 + Conv3 s2 in front, ResNet blocks + ConvT3 behind.
+        widths = [ngf * 2 ** (n_local_enhancers - n) for n in range(1, n_local_enhancers + 1)]
+        enhancers = 49 * ngf * out_channels + sum(
+            49 * in_channels * w + 36 * w * w + 72 * n_blocks_local * w * w for w in widths
+        )
+        check_trunk_config(
+            name,
+            in_channels,
+            out_channels,
+            ngf * 2**n_local_enhancers,
+            n_downsampling_global,
+            n_blocks_global,
+            extra_parameters=enhancers,
+        )
         trunk = resnet_trunk_layers(
             in_channels,
             out_channels,
@@ -157,6 +191,12 @@ class LocalEnhancerGenerator(ModelMixin, ConfigMixin):
     @property
     def size_multiple(self) -> int:
         return 2 ** (self.config.n_downsampling_global + self.config.n_local_enhancers)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on: the trunk sees the input downsampled
+        ``2**n_local_enhancers`` times (the pipeline pads smaller inputs)."""
+        return trunk_min_size(self.size_multiple)
 
     def enhancer_parameters(self) -> list[nn.Parameter]:
         """Parameters of the local enhancers only (trained alone for ``niter_fix_global``)."""

@@ -7,6 +7,7 @@ into our modules unchanged.
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal
 
 import torch
@@ -17,6 +18,82 @@ NormType = Literal["batch", "instance", "none"]
 NORM_TYPES: tuple[str, ...] = ("batch", "instance", "none")
 UpsampleType = Literal["transpose", "resize_conv"]
 UPSAMPLE_TYPES: tuple[str, ...] = ("transpose", "resize_conv")
+
+#: Networks above this many parameters are refused before anything is allocated (a config with
+#: ``ngf: 1000000`` would otherwise ask for terabytes). The pix2pixHD global G has 183 M, the
+#: paper's local enhancer about 190 M: ten times that is still far from a plausible config.
+MAX_PARAMETERS = 2_000_000_000
+
+
+def check_int_options(model: str, **options: tuple[object, int, int]) -> None:
+    """Raise a clear error unless each ``name=(value, low, high)`` is an int in ``[low, high]``.
+
+    Called first thing in the networks' constructors, so a bad config (from a
+    ``config.json`` or a converted checkpoint) fails before any layer is built.
+    """
+    for name, (value, low, high) in options.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{model}: {name} must be an integer, got {value!r}.")
+        if not low <= value <= high:
+            raise ValueError(
+                f"{model}: {name}={value} is out of range; it must be in [{low}, {high}]. Is "
+                "the config right?"
+            )
+
+
+def check_parameter_count(model: str, count: int) -> None:
+    """Refuse a network estimated at more than :data:`MAX_PARAMETERS` parameters."""
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"{model} with this config would have about {count:,} parameters "
+            f"({count * 4 / 2**30:,.0f} GiB in float32), more than the limit of "
+            f"{MAX_PARAMETERS:,}. Is the config right (ngf, n_blocks, ...)? To build it anyway, "
+            "raise hf_pix2pixhd.models.layers.MAX_PARAMETERS."
+        )
+
+
+def resnet_trunk_parameters(
+    in_channels: int, out_channels: int, ngf: int, n_downsampling: int, n_blocks: int
+) -> int:
+    """Conv weights of :func:`resnet_trunk_layers` (biases and norms are negligible)."""
+    count = 49 * ngf * (in_channels + out_channels)
+    count += 2 * sum(9 * 2 * (ngf * 2**i) ** 2 for i in range(n_downsampling))
+    return count + n_blocks * 2 * 9 * (ngf * 2**n_downsampling) ** 2
+
+
+MAX_CHANNELS = 1 << 20
+MAX_DOWNSAMPLING = 10
+MAX_BLOCKS = 1000
+
+
+def check_trunk_config(
+    model: str,
+    in_channels: int,
+    out_channels: int,
+    ngf: int,
+    n_downsampling: int,
+    n_blocks: int,
+    extra_parameters: int = 0,
+) -> None:
+    """Validate the sizes of a ResNet-trunk network before it is built (see
+    :func:`check_int_options`); ``extra_parameters`` counts layers outside the trunk."""
+    check_int_options(
+        model,
+        in_channels=(in_channels, 1, MAX_CHANNELS),
+        out_channels=(out_channels, 1, MAX_CHANNELS),
+        ngf=(ngf, 1, MAX_CHANNELS),
+        n_downsampling=(n_downsampling, 0, MAX_DOWNSAMPLING),
+        n_blocks=(n_blocks, 0, MAX_BLOCKS),
+    )
+    trunk = resnet_trunk_parameters(in_channels, out_channels, ngf, n_downsampling, n_blocks)
+    check_parameter_count(model, trunk + extra_parameters)
+
+
+def trunk_min_size(size_multiple: int) -> int:
+    """Smallest side a ResNet-trunk network runs on: its innermost (bottleneck) feature map,
+    ``side / size_multiple``, needs 2 pixels (reflection padding by 1 and instance norm need
+    more than one), and the outer ReflectionPad2d(3) needs 4."""
+    return max(4, 2 * size_multiple)
 
 
 def check_norm(norm: str) -> None:

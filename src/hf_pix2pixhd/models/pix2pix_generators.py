@@ -13,14 +13,19 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from .layers import (
+    MAX_CHANNELS,
     NormType,
     UpsampleType,
     check_input_channels,
+    check_int_options,
     check_norm,
+    check_parameter_count,
     check_spatial_multiple,
+    check_trunk_config,
     init_weights_normal,
     make_norm,
     resnet_trunk_layers,
+    trunk_min_size,
 )
 
 
@@ -96,10 +101,24 @@ class UNetGenerator(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         check_norm(norm)
-        if num_downs < 5:
+        if isinstance(num_downs, int) and num_downs < 5:
             raise ValueError(
                 f"num_downs must be at least 5 (the U-Net has 5 fixed levels), got {num_downs}."
             )
+        name = type(self).__name__
+        check_int_options(
+            name,
+            in_channels=(in_channels, 1, MAX_CHANNELS),
+            out_channels=(out_channels, 1, MAX_CHANNELS),
+            ngf=(ngf, 1, MAX_CHANNELS),
+            num_downs=(num_downs, 5, 12),
+        )
+        # Conv4 down + ConvTranspose4 up per level: (in, out) channel pairs, 16 weights each.
+        levels = [(in_channels, ngf, 2 * ngf, out_channels), (ngf, 2 * ngf, 4 * ngf, ngf)]
+        levels += [(2 * ngf, 4 * ngf, 8 * ngf, 2 * ngf), (4 * ngf, 8 * ngf, 16 * ngf, 4 * ngf)]
+        levels += [(8 * ngf, 8 * ngf, 16 * ngf, 8 * ngf)] * (num_downs - 5)
+        levels += [(8 * ngf, 8 * ngf, 8 * ngf, 8 * ngf)]
+        check_parameter_count(name, sum(16 * (a * b + c * d) for a, b, c, d in levels))
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(
@@ -117,6 +136,12 @@ class UNetGenerator(ModelMixin, ConfigMixin):
     def size_multiple(self) -> int:
         """Height and width must be multiples of this."""
         return 2**self.config.num_downs
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on: one multiple (its 1x1 innermost level has no
+        norm layer)."""
+        return self.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
@@ -149,6 +174,7 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
         upsample: UpsampleType = "transpose",
     ) -> None:
         super().__init__()
+        check_trunk_config(type(self).__name__, in_channels, out_channels, ngf, 2, n_blocks)
         self.model = nn.Sequential(
             *resnet_trunk_layers(
                 in_channels,
@@ -168,6 +194,11 @@ class ResnetGenerator(ModelMixin, ConfigMixin):
     @property
     def size_multiple(self) -> int:
         return 4
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on (the pipeline pads smaller inputs)."""
+        return trunk_min_size(self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
