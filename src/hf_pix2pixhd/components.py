@@ -12,13 +12,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Collection, Mapping
 
-from .models import (
-    FeatureEncoder,
-    GlobalGenerator,
-    LocalEnhancerGenerator,
-    ResnetGenerator,
-    UNetGenerator,
-)
+# Module by module, not from the models package: the Hub remote code (hub.remote_modules)
+# carries exactly the modules imported here.
+from .models.encoder import FeatureEncoder
+from .models.hd_generator import GlobalGenerator, LocalEnhancerGenerator
+from .models.pix2pix_generators import HugGANUNetGenerator, ResnetGenerator, UNetGenerator
 from .styles import StyleBank
 
 PIPELINE_CLASS_NAME = "Pix2PixHDPipeline"
@@ -27,7 +25,13 @@ LIBRARY = "hf_pix2pixhd"
 
 #: The classes each component may be; ``translator`` is required, the others optional.
 COMPONENT_CLASSES: dict[str, tuple[type, ...]] = {
-    "translator": (UNetGenerator, ResnetGenerator, GlobalGenerator, LocalEnhancerGenerator),
+    "translator": (
+        UNetGenerator,
+        ResnetGenerator,
+        GlobalGenerator,
+        LocalEnhancerGenerator,
+        HugGANUNetGenerator,
+    ),
     "encoder": (FeatureEncoder,),
     "style_bank": (StyleBank,),
 }

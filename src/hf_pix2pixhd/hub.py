@@ -63,6 +63,12 @@ def _imported(match: re.Match, dotted: str) -> str:
 
 def _source(dotted: str) -> str:
     path = Path(__file__).resolve().parent / (dotted.replace(".", "/") + ".py")
+    if not path.is_file():
+        raise ValueError(
+            f"hf_pix2pixhd.{dotted} is a package, not a module: inference modules must import "
+            "from modules ('from .models.encoder import FeatureEncoder'), which the Hub remote "
+            "code carries one by one."
+        )
     return path.read_text(encoding="utf-8")
 
 

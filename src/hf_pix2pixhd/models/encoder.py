@@ -81,7 +81,9 @@ def instance_ranks(instance_map: torch.Tensor) -> torch.Tensor:
     ordered, order = torch.sort(ids, dim=1)
     # A new rank starts wherever the sorted id changes.
     starts = (ordered[:, 1:] != ordered[:, :-1]).to(torch.long)
-    ranks = torch.cat([torch.zeros_like(starts[:, :1]), starts.cumsum(1)], 1)
+    # The first pixel's rank is 0 (an explicit column: ``starts`` is empty for one pixel).
+    first = torch.zeros_like(ordered[:, :1])
+    ranks = torch.cat([first, starts.cumsum(1)], 1)
     return torch.zeros_like(ranks).scatter(1, order, ranks)
 
 

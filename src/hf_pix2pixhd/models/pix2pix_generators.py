@@ -299,6 +299,12 @@ class HugGANUNetGenerator(ModelMixin, ConfigMixin):
         """Height and width must be multiples of this."""
         return 2**self.config.num_downs
 
+    @property
+    def min_size(self) -> int:
+        """Smallest height / width it runs on: one multiple (its 1x1 innermost level has no
+        norm layer)."""
+        return self.size_multiple
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_channels(x, self.config.in_channels, type(self).__name__)
         check_spatial_multiple(x, self.size_multiple, type(self).__name__)
