@@ -50,6 +50,8 @@ def render_model_card(
         tags=["pix2pix", "pix2pixhd", "gan", "image-to-image", "hf-pix2pixhd"],
         datasets=extra.get("datasets")
         or ([data.source] if "/" in data.source and not Path(data.source).exists() else None),
+        # fine-tuned from a Hub model (init_from); a local folder is no repo id
+        base_model=config.init_from if _is_hub_id(config.init_from) else None,
     )
     values = {
         "model_name": config.hub_model_id or Path(config.output_dir).name,
@@ -78,6 +80,10 @@ def render_model_card(
     card = ModelCard.from_template(card_data, template_path=str(template), **values)
     card.save(folder / "README.md")
     return card
+
+
+def _is_hub_id(source: str | None) -> bool:
+    return bool(source) and "/" in source and not Path(source).exists()
 
 
 def push_folder_to_hub(folder: Path, config: TrainConfig) -> str:
