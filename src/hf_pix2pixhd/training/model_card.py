@@ -67,7 +67,7 @@ def render_model_card(
         "steps": extra.get("steps", "?"),
         "epochs": extra.get("epochs"),
         "batch_size": config.batch_size,
-        "mixed_precision": config.mixed_precision,
+        "mixed_precision": config.mixed_precision or "as launched",
         "command": extra.get("command") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": extra.get("hardware"),
         "config_json": json.dumps(config.to_dict(), indent=2, default=str),
