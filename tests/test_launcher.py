@@ -88,7 +88,7 @@ def test_bad_overrides_name_the_key_and_the_fix(tmp_path, flags, message):
 def test_a_yaml_value_of_the_wrong_type_names_the_key_and_the_file(tmp_path):
     preset = tmp_path / "preset.yaml"
     preset.write_text(f"data: {{source: {tmp_path}}}\nmixed_precision: no\n")
-    with pytest.raises(ConfigError, match=r"mixed_precision \(in .*preset.yaml\).*quote"):
+    with pytest.raises(ConfigError, match=r"preset\.yaml: mixed_precision: expected a str.*quote"):
         load_config(preset)
 
 

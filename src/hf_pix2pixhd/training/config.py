@@ -276,7 +276,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             presets = sorted(p.name for p in Path("configs").glob("*.yaml"))
             raise FileNotFoundError(f"Config {path} not found. Presets in configs/: {presets}")
         raw = yaml.safe_load(path.read_text()) or {}
-        values = typed_tree(TrainConfig, raw, lambda k: f"{k} (in {path})", OFFICIAL_NAMES)
+        try:
+            values = typed_tree(TrainConfig, raw, str, OFFICIAL_NAMES)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
     flags = typed_tree(TrainConfig, parse_overrides(overrides or []), "--{}".format, OFFICIAL_NAMES)
     values = _merge(values, flags)
     if not values.get("data", {}).get("source"):

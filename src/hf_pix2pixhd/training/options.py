@@ -214,7 +214,7 @@ def unknown_key_message(
     name: Callable[[str], str],
     aliases: Mapping[str, str] | None = None,
 ) -> str:
-    """``unknown option --netG: ...; did you mean --model.generator?``"""
+    """``Unknown option --batchsize. Did you mean --batch_size?`` (``name`` spells keys)."""
     leaf = key.rsplit(".", 1)[-1]
     message = f"Unknown option {name(key)}."
     if aliases and (leaf in aliases or key in aliases):
