@@ -83,6 +83,14 @@ def _is_accelerate_launch(argv: list[str], index: int) -> bool:
     )
 
 
+def configure_threads(accelerator: Accelerator) -> Threads:
+    """The CPU threads of this process: :func:`configure_cpu_threads` for a CPU run; a GPU
+    run keeps what it was launched with (its CPU work is light)."""
+    if accelerator.device.type != "cpu":
+        return Threads(torch.get_num_threads(), f"as launched: a {accelerator.device.type} run")
+    return configure_cpu_threads(local_processes(accelerator))
+
+
 def configure_cpu_threads(local_processes: int) -> Threads:
     """Under ``accelerate launch``, set torch's intra-op threads to the usable cores /
     ``local_processes`` (at least 1) unless the user chose a count; returns what the process
@@ -103,9 +111,7 @@ def local_processes(accelerator: Accelerator) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
 
 
-def describe_settings(
-    accelerator: Accelerator, requested: TrainConfig, threads: Threads | None
-) -> str:
+def describe_settings(accelerator: Accelerator, requested: TrainConfig, threads: Threads) -> str:
     """One line with the values in effect and where each came from (logged at start)."""
 
     def origin(value: object, variable: str) -> str:
@@ -117,9 +123,9 @@ def describe_settings(
     accumulation = origin(
         requested.gradient_accumulation_steps, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS"
     )
-    cpu = f", {threads.count} CPU thread(s) per process ({threads.reason})" if threads else ""
     return (
         f"effective settings: device {accelerator.device}, {accelerator.num_processes} "
-        f"process(es){cpu}, mixed precision {accelerator.mixed_precision} ({precision}), "
+        f"process(es), {threads.count} CPU thread(s) per process ({threads.reason}), "
+        f"mixed precision {accelerator.mixed_precision} ({precision}), "
         f"gradient accumulation {accelerator.gradient_accumulation_steps} ({accumulation})"
     )

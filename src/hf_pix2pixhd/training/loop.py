@@ -21,7 +21,7 @@ from ..pipeline import Pix2PixHDPipeline
 from .allocator import reuse_freed_cpu_memory
 from .checkpoints import remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
-from .launcher import configure_cpu_threads, describe_settings, local_processes
+from .launcher import configure_threads, describe_settings
 from .model_card import push_folder_to_hub, render_model_card
 from .networks import build_networks, feed_channels_last, initialize_from, prepare_batch
 from .objective import Objective
@@ -91,9 +91,7 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
             **accumulation,
         )
-        threads = None
-        if self.accelerator.device.type == "cpu":
-            threads = configure_cpu_threads(local_processes(self.accelerator))
+        threads = configure_threads(self.accelerator)
         self.accelerator.print(describe_settings(self.accelerator, config, threads))
         # From here on the config holds the values in effect (objective, card, exports).
         self.config = config = dataclasses.replace(
