@@ -87,8 +87,10 @@ def hd_overrides(data: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run(command: list[str], timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+def run(command: list[str], timeout: int = 300, **env: str | None) -> subprocess.CompletedProcess:
+    """Run ``command`` in the repo with ``env`` added (a None value removes the variable)."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **env}
+    environment = {key: value for key, value in environment.items() if value is not None}
     result = subprocess.run(
         command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout
     )
@@ -108,9 +110,13 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
         [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "train_accelerate.py",
          *hd_overrides(data, out)],
-        ACCELERATE_USE_CPU="true",
+        ACCELERATE_USE_CPU="true", OMP_NUM_THREADS=None,  # the launcher's default threads
     )  # fmt: skip
     assert "exported the trained pipeline" in result.stdout
+    # The launcher's OMP_NUM_THREADS=1 is replaced by a share of the cores, never more.
+    cores = len(os.sched_getaffinity(0))
+    share = f"{max(1, cores // 2)} CPU thread(s) per process ({cores} usable cores / 2 local"
+    assert share in result.stdout, result.stdout[-2000:]
     # 6 images / 2 processes / batch 1 = 3 steps per epoch, 2 epochs.
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-4", "checkpoint-6"], checkpoints  # last 2 kept

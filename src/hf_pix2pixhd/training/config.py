@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -13,42 +14,53 @@ import yaml
 from ..data import DataConfig
 from ..models.layers import UPSAMPLE_TYPES
 from .diffaugment import parse_policy
+from .options import ConfigError, add_arguments, typed_tree
 
 RECIPES = ("pix2pix", "pix2pixhd")
 GENERATORS = ("unet", "resnet", "global", "local")
 DISCRIMINATORS = ("patchgan", "multiscale")
 
 
+def setting(default: Any = None, help: str = "", **kwargs: Any) -> Any:
+    """A config field with its ``--help`` line (the one place it is written)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 @dataclass
 class ModelConfig:
     """Which networks to build, with the papers' option names where they exist."""
 
-    recipe: str = "pix2pix"  # pix2pix: cGAN + L1; pix2pixhd: LSGAN + feature matching + VGG
-    generator: str = "unet"
-    ngf: int = 64
-    norm_g: str = "batch"
-    use_dropout: bool = True
-    num_downs: int = 8  # unet
-    n_blocks: int = 9  # resnet / global / the local enhancer's global trunk
-    n_downsampling: int = 4  # global / local trunk
-    n_local_enhancers: int = 1
-    n_blocks_local: int = 3
-    # ResNet-style G decoders: "transpose" (official) or "resize_conv" (no checkerboard)
-    upsample: str = "transpose"
-    discriminator: str = "patchgan"
-    ndf: int = 64
-    n_layers_d: int = 3
-    norm_d: str = "batch"
-    num_d: int = 2
+    recipe: str = setting(
+        "pix2pix", "pix2pix (cGAN + L1) | pix2pixhd (LSGAN + feature matching + VGG)"
+    )
+    generator: str = setting("unet", "unet (pix2pix) | resnet | global | local (pix2pixHD)")
+    ngf: int = setting(64, "generator filters in the first layer")
+    norm_g: str = setting("batch", "generator norm: batch | instance | none")
+    use_dropout: bool = setting(True, "dropout in the generator (unet / resnet)")
+    num_downs: int = setting(8, "unet downsamplings (8 for 256x256)")
+    n_blocks: int = setting(9, "ResNet blocks of resnet / global / the local enhancer's trunk")
+    n_downsampling: int = setting(4, "downsamplings of the global generator (trunk)")
+    n_local_enhancers: int = setting(1, "local enhancers (each doubles the resolution)")
+    n_blocks_local: int = setting(3, "ResNet blocks per local enhancer")
+    upsample: str = setting(
+        "transpose", "ResNet-style G decoders: transpose (official) | resize_conv (no checkerboard)"
+    )
+    discriminator: str = setting("patchgan", "patchgan (pix2pix) | multiscale (pix2pixHD)")
+    ndf: int = setting(64, "discriminator filters in the first layer")
+    n_layers_d: int = setting(3, "discriminator conv layers (3: the 70x70 PatchGAN)")
+    norm_d: str = setting("batch", "discriminator norm: batch | instance | none")
+    num_d: int = setting(2, "discriminators of the multiscale D (one per scale)")
     # pix2pixHD feature encoder, trained jointly with G; it pools per instance for label maps,
     # over the whole image for sketch / rgb inputs (global style codes)
-    use_encoder: bool = False
-    feature_nc: int = 3
-    nef: int = 16
-    n_downsampling_e: int = 4
-    spectral_norm_d: bool = False  # spectral normalisation on every conv of D
-    load_global: str | None = None  # a trained global G (model or pipeline dir) for the trunk
-    niter_fix_global: int = 0  # epochs during which only the local enhancer trains
+    use_encoder: bool = setting(False, "train the pix2pixHD feature encoder E with G (styles)")
+    feature_nc: int = setting(3, "channels of the encoder's feature map")
+    nef: int = setting(16, "encoder filters in the first layer")
+    n_downsampling_e: int = setting(4, "encoder downsamplings")
+    spectral_norm_d: bool = setting(False, "spectral normalisation on every conv of D")
+    load_global: str | None = setting(
+        None, "a trained global G (model or pipeline folder) as the local enhancer's trunk"
+    )
+    niter_fix_global: int = setting(0, "epochs during which only the local enhancer trains")
 
 
 @dataclass
@@ -57,46 +69,69 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=lambda: DataConfig(source=""))
     model: ModelConfig = field(default_factory=ModelConfig)
-    output_dir: str = "outputs/run"
-    seed: int = 0
+    output_dir: str = setting("outputs/run", "run folder: checkpoints, samples, logs, pipeline")
+    seed: int = setting(0, "random seed (per process: seed + rank)")
+    init_from: str | None = setting(
+        None,
+        "start G (and E, and D from a checkpoint) from a pipeline folder, a Hub id or a "
+        "checkpoint-<step> folder: fine-tuning",
+    )
     # objective
-    gan_mode: str = "vanilla"
-    lambda_gan: float = 1.0  # 0 gives the L1-only ablation of the pix2pix paper
-    lambda_l1: float = 100.0
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0
-    # mode seeking: reward outputs that differ with the style code (0: off; needs the encoder)
-    lambda_diversity: float = 0.0
-    diversity_cap: float = 1.0  # the rewarded output / code difference ratio is capped here
-    diffaugment: str = ""  # DiffAugment for D: e.g. "color,translation,cutout" ("" = off)
-    vgg_weights: str | None = None  # path or URL; None: $HF_PIX2PIXHD_VGG_WEIGHTS or the URL
-    vgg_variant: str = "vgg19"
+    gan_mode: str = setting("vanilla", "adversarial loss: vanilla | lsgan | hinge")
+    lambda_gan: float = setting(1.0, "weight of the adversarial loss (0: the L1-only ablation)")
+    lambda_l1: float = setting(100.0, "weight of the L1 loss (pix2pix)")
+    lambda_feat: float = setting(10.0, "weight of feature matching (pix2pixHD)")
+    lambda_vgg: float = setting(10.0, "weight of the VGG perceptual loss (pix2pixHD)")
+    lambda_diversity: float = setting(
+        0.0, "mode seeking: reward outputs that follow the style code (0: off; needs the encoder)"
+    )
+    diversity_cap: float = setting(1.0, "cap of the rewarded output / code difference ratio")
+    diffaugment: str = setting(
+        "", "DiffAugment for D: a subset of color,translation,cutout (empty: off)"
+    )
+    vgg_weights: str | None = setting(
+        None, "VGG weights: path or URL; none: $HF_PIX2PIXHD_VGG_WEIGHTS or the torchvision URL"
+    )
+    vgg_variant: str = setting("vgg19", "vgg19 (the paper) | vgg16")
     # optimisation and schedule (epochs at constant LR, then epochs of linear decay to 0)
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    max_steps: int | None = None  # stop early (optimizer steps); the schedule is unchanged
-    num_workers: int = 0
-    ema_decay: float | None = None
+    lr: float = setting(2e-4, "Adam learning rate of G and D")
+    beta1: float = setting(0.5, "Adam beta1")
+    beta2: float = setting(0.999, "Adam beta2")
+    n_epochs: int = setting(100, "epochs at the initial learning rate (official: niter)")
+    n_epochs_decay: int = setting(100, "epochs of linear decay to 0 (official: niter_decay)")
+    batch_size: int = setting(1, "images per process and micro-batch")
+    gradient_accumulation_steps: int | None = setting(
+        None,
+        "micro-batches per optimizer step; none: $ACCELERATE_GRADIENT_ACCUMULATION_STEPS or 1",
+    )
+    max_steps: int | None = setting(None, "stop after this many optimizer steps (same schedule)")
+    num_workers: int = setting(0, "DataLoader worker processes")
+    ema_decay: float | None = setting(None, "keep an EMA of G's weights and export it")
     # precision and speed
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs a GPU)
-    channels_last: bool = False  # channels_last activations (weights keep their layout)
-    reuse_cpu_memory: bool = True  # keep freed buffers mapped (glibc): no page faults per step
+    mixed_precision: str | None = setting(
+        None,
+        "no | bf16 | fp16 (GPU); none: what `accelerate launch --mixed_precision` or the "
+        "accelerate config says",
+    )
+    channels_last: bool = setting(False, "channels_last activations (weights keep their layout)")
+    reuse_cpu_memory: bool = setting(
+        True, "keep freed buffers mapped (glibc): no page faults per step"
+    )
     # checkpoints, logging, samples
-    checkpoint_every: int = 500  # optimizer steps; a checkpoint is also written at the end
-    keep_checkpoints: int = 3
-    resume: str | None = None  # "latest" or a checkpoint folder
-    log_every: int = 10
-    num_samples: int = 4
-    tracker: str | None = "tensorboard"  # any Accelerate tracker; null or "none": no tracking
-    export_best: bool = False  # also export the generator with the lowest validation L1
-    validation_fraction: float = 0.0  # hold out this part of the training split for validation
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
+    checkpoint_every: int = setting(500, "optimizer steps between checkpoints (and one at the end)")
+    keep_checkpoints: int = setting(3, "checkpoints kept (the newest)")
+    resume: str | None = setting(None, "latest, or a checkpoint-<step> folder to resume from")
+    log_every: int = setting(10, "optimizer steps between logged losses")
+    num_samples: int = setting(4, "rows of the sample grid saved every epoch")
+    tracker: str | None = setting(
+        "tensorboard", "tensorboard | wandb | trackio | another Accelerate tracker | none"
+    )
+    export_best: bool = setting(False, "also export the G with the lowest validation L1")
+    validation_fraction: float = setting(
+        0.0, "hold out this part of the training split for validation"
+    )
+    push_to_hub: bool = setting(False, "upload the exported pipeline to hub_model_id")
+    hub_model_id: str | None = setting(None, "Hub repo for push_to_hub, e.g. you/facades-pix2pixhd")
 
     def __post_init__(self) -> None:
         if isinstance(self.tracker, str) and self.tracker.lower() in ("none", "no", ""):
@@ -127,8 +162,10 @@ class TrainConfig:
                 "lambda_diversity rewards outputs that follow the style code: it needs "
                 "model.use_encoder true (or set lambda_diversity 0)."
             )
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError("mixed_precision must be no, bf16 or fp16.")
+        if self.mixed_precision not in (None, "no", "bf16", "fp16"):
+            raise ValueError("mixed_precision must be no, bf16, fp16 or none (the launcher's).")
+        if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1 (or none).")
         self._check_global_style_code()
         if self.export_best and self.validation_fraction <= 0:
             raise ValueError("export_best needs validation_fraction > 0 to have a validation set.")
@@ -161,18 +198,50 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Instantiate a (possibly nested) dataclass from a dict, naming unknown keys."""
+#: The official pix2pix / pix2pixHD option names people know -> ours.
+OFFICIAL_NAMES = {
+    "dataroot": "--data.source (a folder or a Hub dataset id)",
+    "label_nc": "--data.label_nc (with --data.input_kind labels)",
+    "no_instance": "--data.use_instance_map false",
+    "netG": "--model.generator: unet | resnet | global | local (unet_256: unet with "
+    "--model.num_downs 8)",
+    "netD": "--model.discriminator: patchgan | multiscale",
+    "num_D": "--model.num_d",
+    "n_layers_D": "--model.n_layers_d",
+    "norm": "--model.norm_g and --model.norm_d",
+    "n_downsample_global": "--model.n_downsampling",
+    "n_blocks_global": "--model.n_blocks",
+    "niter": "--n_epochs (epochs at the initial learning rate)",
+    "niter_decay": "--n_epochs_decay (epochs of linear decay)",
+    "continue_train": "--resume latest (or --resume checkpoint-<step>)",
+    "load_pretrain": "--init_from PIPELINE_OR_CHECKPOINT_DIR (or a Hub id)",
+    "which_epoch": "--resume checkpoint-<step> (checkpoints are named by step), or --init_from "
+    "a checkpoint-<step> folder to fine-tune",
+    "loadSize": "--data.load_size",
+    "fineSize": "--data.crop_size",
+    "resize_or_crop": "--data.preprocess",
+    "no_flip": "--data.flip false",
+    "fp16": "--mixed_precision fp16 (a GPU; bf16 on a CPU), or `accelerate launch "
+    "--mixed_precision fp16`",
+    "batchSize": "--batch_size",
+    "name": "--output_dir (the run folder)",
+    "checkpoints_dir": "--output_dir (the run folder)",
+    "no_lsgan": "--gan_mode vanilla",
+    "no_ganFeat_loss": "--lambda_feat 0",
+    "no_vgg_loss": "--lambda_vgg 0",
+    "feat_num": "--model.feature_nc",
+    "n_downsample_E": "--model.n_downsampling_e",
+    "no_dropout": "--model.use_dropout false",
+}
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate a (possibly nested) dataclass from an already typed dict."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"Unknown config key(s) {unknown} in {where}; valid: {sorted(names)}.")
     kwargs = {}
     for key, value in values.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _build(hint, value, f"{where}.{key}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            value = _build(hints[key], value)
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -183,14 +252,14 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"Cannot set {dotted}: {part} is not a section.")
+            raise ConfigError(f"Cannot set {dotted}: {part} is not a section.")
     node[leaf] = value
 
 
 def parse_overrides(arguments: list[str]) -> dict[str, Any]:
-    """``["--model.ngf", "32", "lr=1e-4", "--resume", "latest"]`` -> a nested dict.
+    """``["--model.ngf", "32", "lr=1e-4", "--flip"]`` -> ``{"model": {"ngf": "32"}, ...}``.
 
-    Values are parsed as YAML, so numbers, booleans, null and lists work as expected.
+    Values stay strings; :func:`load_config` parses them by the field's type.
     """
     tree: dict[str, Any] = {}
     items = list(arguments)
@@ -207,8 +276,8 @@ def parse_overrides(arguments: list[str]) -> dict[str, Any]:
         elif "=" in token:
             key, raw = token.split("=", 1)
         else:
-            raise ValueError(f"Cannot parse override {token!r}: use --key value or key=value.")
-        _set_dotted(tree, key.replace("-", "_"), yaml.safe_load(raw))
+            raise ConfigError(f"Cannot parse override {token!r}: use --key value or key=value.")
+        _set_dotted(tree, key.replace("-", "_"), raw)
     return tree
 
 
@@ -223,15 +292,49 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML preset (optional) and apply command-line overrides."""
+    """Read a YAML preset (optional) and apply command-line overrides, each typed by its field.
+
+    Raises :class:`ConfigError` for an unknown key (with a "did you mean" hint, also for the
+    official pix2pix / pix2pixHD option names) or a value of the wrong type.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             presets = sorted(p.name for p in Path("configs").glob("*.yaml"))
             raise FileNotFoundError(f"Config {path} not found. Presets in configs/: {presets}")
-        values = yaml.safe_load(path.read_text()) or {}
-    values = _merge(values, parse_overrides(overrides or []))
+        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = typed_tree(TrainConfig, raw, str, OFFICIAL_NAMES)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    flags = typed_tree(TrainConfig, parse_overrides(overrides or []), "--{}".format, OFFICIAL_NAMES)
+    values = _merge(values, flags)
     if not values.get("data", {}).get("source"):
-        raise ValueError("No data source: set data.source in the config or --data.source PATH.")
-    return _build(TrainConfig, values, "config")
+        raise ConfigError("No data source: set data.source in the config or --data.source PATH.")
+    return _build(TrainConfig, values)
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """``--config`` plus every config key, with its type, default and help, for ``--help``."""
+    parser = argparse.ArgumentParser(
+        description=description, allow_abbrev=False,
+        usage="%(prog)s [--config YAML] [--KEY VALUE ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--config", help="YAML preset, e.g. configs/facades_pix2pix.yaml")
+    add_arguments(parser, TrainConfig)
+    return parser
+
+
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> TrainConfig:
+    """The config for ``argv``; a bad key or value exits through ``parser.error``."""
+    namespace, rest = parser.parse_known_args(argv)
+    given = {k: v for k, v in vars(namespace).items() if k != "config"}
+    overrides = [item for key, value in given.items() for item in (f"--{key}", value)]
+    try:
+        return load_config(namespace.config, overrides + rest)
+    except (ValueError, FileNotFoundError) as error:  # ours name the problem and the fix
+        parser.error(str(error))

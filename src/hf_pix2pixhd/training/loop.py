@@ -6,14 +6,12 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import GradientAccumulationPlugin, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -24,10 +22,18 @@ from .allocator import reuse_freed_cpu_memory
 from .checkpoint_state import TrainingParts, read_training_state, write_training_state
 from .checkpoints import open_checkpoint, remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
+from .launcher import configure_threads, describe_settings
 from .model_card import push_folder_to_hub, render_model_card
-from .networks import build_networks, feed_channels_last, prepare_batch, random_instance_codes
+from .networks import (
+    build_networks,
+    feed_channels_last,
+    initialize_from,
+    prepare_batch,
+    random_instance_codes,
+)
 from .objective import Objective
 from .samples import sample_grid
+from .trackers import check_tracker, log_image, tracker_init_kwargs
 
 
 class TrainerState:
@@ -64,22 +70,6 @@ def build_pipeline(
     )
 
 
-def _warn_if_cpu_threads_idle(accelerator: Accelerator) -> None:
-    """`accelerate launch` without ``--cpu`` sets OMP_NUM_THREADS=1: on a CPU run, say how
-    to use the cores that the processes leave idle (a single process runs ~1.6x slower)."""
-    if accelerator.device.type != "cpu" or not accelerator.is_local_main_process:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_process = (cores or 1) // max(accelerator.num_processes, 1)
-    if torch.get_num_threads() < per_process:
-        warnings.warn(
-            f"Training on the CPU with {torch.get_num_threads()} thread(s) per process while "
-            f"{cores} cores are free: pass `accelerate launch --num_cpu_threads_per_process "
-            f"{per_process}` (or set OMP_NUM_THREADS) to use them.",
-            stacklevel=2,
-        )
-
-
 def write_training_config(config: TrainConfig, folder: Path) -> None:
     """Record the run's configuration beside an export (encode-styles reads its data options)."""
     (folder / "training_config.json").write_text(
@@ -91,18 +81,33 @@ class Trainer:
     """Runs one training job described by a :class:`TrainConfig`."""
 
     def __init__(self, config: TrainConfig) -> None:
-        _check_tracker(config.tracker)
+        check_tracker(config.tracker)
         self.palette = resolve_palette(config.data.palette)
-        self.config = config
         self.output_dir = Path(config.output_dir)
+        # Unset (None) precision and accumulation are left to the launcher: Accelerate reads
+        # ACCELERATE_MIXED_PRECISION (accelerate launch --mixed_precision, or its config file)
+        # and ACCELERATE_GRADIENT_ACCUMULATION_STEPS; a value given here would override them.
+        accumulation = {}
+        if config.gradient_accumulation_steps is not None:
+            # a plugin, not the plain argument: Accelerate lets the environment win over that
+            accumulation["gradient_accumulation_plugin"] = GradientAccumulationPlugin(
+                num_steps=config.gradient_accumulation_steps
+            )
         self.accelerator = Accelerator(
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision=config.mixed_precision,
             log_with=config.tracker,
             project_dir=str(self.output_dir),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            **accumulation,
         )
-        _warn_if_cpu_threads_idle(self.accelerator)
+        threads = configure_threads(self.accelerator)
+        self.accelerator.print(describe_settings(self.accelerator, config, threads))
+        # From here on the config holds the values in effect (objective, card, exports).
+        self.config = config = dataclasses.replace(
+            config,
+            mixed_precision=self.accelerator.mixed_precision,
+            gradient_accumulation_steps=self.accelerator.gradient_accumulation_steps,
+        )
         if config.reuse_cpu_memory and self.accelerator.device.type == "cpu":
             reuse_freed_cpu_memory()
         # Per-process seeds: dropout differs across ranks, DDP broadcasts rank 0's init.
@@ -116,6 +121,9 @@ class Trainer:
     def _build(self) -> None:
         config, accelerator = self.config, self.accelerator
         networks = build_networks(config)
+        if config.init_from:
+            loaded = initialize_from(networks, config)
+            accelerator.print(f"initialised {', '.join(loaded)} from {config.init_from}")
         # Image sizes the networks accept: the data layer rounds uncropped sizes to this.
         multiple = max(
             [net.size_multiple for net in (networks.generator, networks.encoder) if net is not None]
@@ -165,6 +173,7 @@ class Trainer:
         else:
             *prepared, self.loader = accelerator.prepare(*models, opt_g, opt_d, loader)
         self.generator, self.discriminator = prepared[0], prepared[1]
+        _report_compute_dtype(self._unwrap(self.generator), accelerator)
         self.encoder = prepared[2] if networks.encoder is not None else None
         self.opt_g, self.opt_d = prepared[-2], prepared[-1]
         # The official per-epoch schedule: constant, then linear decay to 0.
@@ -305,7 +314,10 @@ class Trainer:
             read_training_state(checkpoint, accelerator, self._checkpoint_parts())
             accelerator.print(f"resumed from {checkpoint.path} at step {state.global_step}")
         if config.tracker:
-            accelerator.init_trackers("hf-pix2pixhd", config=_flat_hparams(config))
+            accelerator.init_trackers(
+                "hf-pix2pixhd", config=_flat_hparams(config),
+                init_kwargs=tracker_init_kwargs(self.output_dir),
+            )  # fmt: skip
         total_steps = self.steps_per_epoch * config.total_epochs
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
@@ -411,13 +423,7 @@ class Trainer:
         return grid
 
     def _log_image(self, grid) -> None:
-        import numpy as np
-
-        for tracker in self.accelerator.trackers:
-            if hasattr(tracker, "log_images"):
-                tracker.log_images(
-                    {"samples": np.asarray(grid)}, step=self.state.global_step, dataformats="HWC"
-                )
+        log_image(self.accelerator, "samples", grid, self.state.global_step)
 
     def validate(self) -> float:
         """Mean L1 between G's output and the target on the held-out part (deterministic)."""
@@ -462,16 +468,16 @@ class Trainer:
         return folder
 
 
-def _check_tracker(tracker: str | None) -> None:
-    """Fail early and clearly: Accelerate silently logs nothing for a missing tracker."""
-    if tracker == "tensorboard":
-        from accelerate.utils import is_tensorboard_available
+def _report_compute_dtype(generator: torch.nn.Module, accelerator: Accelerator) -> None:
+    """Log the dtype G's first convolution really computes in, once (the prepared model casts
+    its output back to fp32, so that says nothing about mixed precision)."""
+    conv = next(m for m in generator.modules() if isinstance(m, torch.nn.modules.conv._ConvNd))
 
-        if not is_tensorboard_available():
-            raise ValueError(
-                "tracker 'tensorboard' needs the tensorboard package: pip install tensorboard, "
-                "or pass --tracker null to train without logging."
-            )
+    def report(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        accelerator.print(f"first step: the generator's convolutions compute in {output.dtype}")
+        handle.remove()
+
+    handle = conv.register_forward_hook(report)
 
 
 def _to_device(loader: DataLoader, device: torch.device, skip: int) -> Iterable[dict]:

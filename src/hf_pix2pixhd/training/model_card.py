@@ -109,7 +109,8 @@ def render_model_card(
     metadata = {
         "model_name": config.hub_model_id or Path(config.output_dir).name,
         "datasets": extra.get("datasets") or [data.source],
-        "base_model": extra.get("base_model"),
+        # fine-tuned (init_from): card_data keeps Hub ids only, never a local folder
+        "base_model": extra.get("base_model") or config.init_from,
         "evaluation": read_evaluation(folder),
     }
     values = {
@@ -126,7 +127,7 @@ def render_model_card(
         "steps": extra.get("steps", "?"),
         "epochs": extra.get("epochs"),
         "batch_size": config.batch_size,
-        "mixed_precision": config.mixed_precision,
+        "mixed_precision": config.mixed_precision or "as launched",
         "command": extra.get("command") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": extra.get("hardware"),
         "config_json": json.dumps(shown, indent=2, default=str),
