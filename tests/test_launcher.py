@@ -239,8 +239,8 @@ def test_init_from_a_pipeline_folder_a_hub_id_and_a_checkpoint(base_run, tmp_pat
     checkpoint = run_dir / "checkpoints" / "checkpoint-0"
     _reset_accelerate_state()
     tuned = Trainer(_hd_config(data, tmp_path / "c", "--init_from", str(checkpoint)))
-    assert _same(load_file(checkpoint / "model_1.safetensors"), _weights(tuned.discriminator))
-    assert _same(load_file(checkpoint / "model.safetensors"), _weights(tuned.generator))
+    assert _same(load_file(checkpoint / "discriminator.safetensors"), _weights(tuned.discriminator))
+    assert _same(load_file(checkpoint / "generator.safetensors"), _weights(tuned.generator))
 
 
 def test_init_from_names_the_config_keys_that_differ(base_run, tmp_path):
