@@ -45,7 +45,7 @@ from .pix2pix_generators import UnetSkipConnectionBlock
 TILED_TOLERANCE = 1e-4
 
 #: Default side, in output pixels of each layer, of one tile.
-DEFAULT_TILE_SIZE = 128
+DEFAULT_TILE_SIZE = 64
 
 #: Inputs of this many pixels or more are tiled by ``Pix2PixHDPipeline`` unless told otherwise.
 TILING_MIN_PIXELS = 1024 * 1024
@@ -356,10 +356,7 @@ def _pointwise(x: torch.Tensor, module: nn.Module, stats=None) -> torch.Tensor:
     if isinstance(module, nn.InstanceNorm2d | nn.BatchNorm2d):
         if stats is not None:
             mean, var = stats
-        elif isinstance(module, nn.InstanceNorm2d):
-            mean = module.running_mean.view(1, -1, 1, 1)
-            var = module.running_var.view(1, -1, 1, 1)
-        else:
+        else:  # eval mode: the running statistics
             mean = module.running_mean.view(1, -1, 1, 1)
             var = module.running_var.view(1, -1, 1, 1)
         _normalize_(x, mean, torch.rsqrt(var + module.eps))
@@ -429,6 +426,13 @@ class _Chain:
             x = _pointwise(x, module, self.stats.get(index) if _needs_stats(module) else None)
         return x
 
+    def _tile_at(self, index: int) -> int:
+        """Tile side on ``ops[index]``'s output such that no op before it in the chain makes
+        more than ``tile`` x ``tile`` pixels per tile (a stride-2 op halves it)."""
+        height = self.sizes[index + 1][0]
+        finest = max(size[0] for size in self.sizes[1 : index + 2])
+        return max(1, self.tile * height // finest)
+
     def _gather_stats(self, index: int) -> None:
         """Statistics of ``ops[index]``'s output for its (single) norm layer, over tiles."""
         modules = self.ops[index].pointwise
@@ -440,7 +444,7 @@ class _Chain:
         norm = modules[norms[0]]
         merged = _Stats()
         h, w = self.sizes[index + 1]
-        for region in _tiles(h, w, self.tile):
+        for region in _tiles(h, w, self._tile_at(index)):
             x = self.compute(index, region)
             for module in modules[: norms[0]]:
                 x = _pointwise(x, module)
@@ -454,7 +458,7 @@ class _Chain:
         last = len(self.ops) - 1
         h, w = self.sizes[-1]
         output = None
-        for region in _tiles(h, w, self.tile):
+        for region in _tiles(h, w, self._tile_at(last)):
             y = self.compute(last, region)
             if output is None:
                 output = y.new_empty((y.shape[0], self.channels[-1], h, w))
