@@ -242,3 +242,14 @@ def test_pipeline_tiling_with_rgb_and_bf16(monkeypatch):
     assert (fast - untiled).abs().max() < 0.05  # bf16 rounding, as for the untiled fast mode
     with pytest.raises(ValueError, match="tile_size"):
         pipe.enable_tiling(tile_size=0)
+
+
+def test_pipeline_tiling_in_fast_cpu_mode(label_pipe, monkeypatch):
+    """bf16 channels_last weights (enable_fast_cpu_inference) run tiled too."""
+    calls = _count_tiled_calls(monkeypatch)
+    ids = np.random.default_rng(0).integers(0, 4, (40, 48))
+    untiled = label_pipe.disable_tiling()(ids, output_type="pt").images
+    label_pipe.enable_fast_cpu_inference().enable_tiling(tile_size=8)
+    fast = label_pipe(ids, output_type="pt").images
+    assert len(calls) == 1
+    assert (fast - untiled).abs().max() < 0.05  # bf16 rounding, as for the untiled fast mode
