@@ -40,6 +40,14 @@ from .imaging import (
 )
 from .labels import Palette, assemble_generator_input
 from .models.modes import compile_for_inference, eval_mode, pix2pix_test_mode
+from .models.tiling import (
+    DEFAULT_TILE_SIZE,
+    TILING_MIN_PIXELS,
+    LabelInput,
+    concat_inputs,
+    map_spatial,
+    tiled_forward,
+)
 from .styles import (
     GLOBAL_STYLE_CLASS,
     StyleBank,
@@ -367,13 +375,15 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         features: torch.Tensor | None = None,
         style_tables: torch.Tensor | None = None,
         normalize_strokes: bool = True,
-    ) -> torch.Tensor:
+        compact: bool = False,
+    ) -> torch.Tensor | LabelInput:
         """One input as the translator's ``(S, C, H, W)`` float tensor (before padding).
 
         ``S`` is 1, or the number of styles: ``features`` ``(S, feature_nc, H, W)``, or
         ``style_tables`` ``(S, num_style_classes, feature_nc)`` per-class features painted over
         the label map, or over the whole image for sketch / rgb models (see
-        :meth:`style_tables`).
+        :meth:`style_tables`). ``compact=True`` returns a label map as a
+        :class:`~hf_pix2pixhd.models.tiling.LabelInput` (ids, one-hot built per tile) instead.
         """
         cfg = self.config
         if cfg.input_kind != "labels":
@@ -404,6 +414,8 @@ class Pix2PixHDPipeline(DiffusionPipeline):
                 count = features.shape[0]
                 ids = ids.expand(count, -1, -1, -1)
                 instances = instances.expand(count, -1, -1, -1) if instances is not None else None
+        if compact:  # a label map as ids: the one-hot is built per tile
+            return LabelInput.from_maps(ids, cfg.label_nc, instances, features)
         return assemble_generator_input(ids, cfg.label_nc, instances, features)
 
     def normalize_strokes(self, sketch: torch.Tensor) -> torch.Tensor:
@@ -614,26 +626,67 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             )
         return bank.lookup(indices.unsqueeze(0))[0]
 
-    def _run_translator(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _run_translator(self, inputs: torch.Tensor | LabelInput) -> torch.Tensor:
         height, width = inputs.shape[-2:]
         multiple, least = self.size_multiple, self.translator.min_size
+        tiled = self._tile_size_for(height, width) is not None
+        if isinstance(inputs, LabelInput) and not tiled:
+            inputs = inputs.materialize()
         if self.config.resize_mode == "resize":
             size = (max(least, round(height / multiple) * multiple),
                     max(least, round(width / multiple) * multiple))  # fmt: skip
             mode = "nearest" if self.config.input_kind == "labels" else "bilinear"
-            resized = torch.nn.functional.interpolate(inputs, size=size, mode=mode)
+            resized = map_spatial(
+                inputs, lambda t: torch.nn.functional.interpolate(t, size=size, mode=mode)
+            )
             output = self._translate(resized)
             return torch.nn.functional.interpolate(
                 output.float(), size=(height, width), mode="bilinear", align_corners=False
             )
-        padded, _ = pad_to_multiple(inputs, multiple, least)
+        padded = map_spatial(inputs, lambda t: pad_to_multiple(t, multiple, least)[0])
         return self._translate(padded)[..., :height, :width]
 
-    def _translate(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _translate(self, inputs: torch.Tensor | LabelInput) -> torch.Tensor:
+        tile_size = self._tile_size_for(*inputs.shape[-2:])
+        if tile_size is not None:
+            return tiled_forward(self.translator, inputs, tile_size)
         if getattr(self, "_channels_last", False):
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         compiled = getattr(self, "_compiled_translator", None)
         return (compiled or self.translator)(inputs)
+
+    def enable_tiling(
+        self, tile_size: int = DEFAULT_TILE_SIZE, min_pixels: int = 0
+    ) -> Pix2PixHDPipeline:
+        """Run the generator in tiles for inputs of at least ``min_pixels`` pixels (all, by
+        default), ``tile_size`` x ``tile_size`` output pixels per layer at a time.
+
+        Peak memory then stays near the weights plus two activations instead of the whole
+        stack (see :mod:`hf_pix2pixhd.models.tiling`; ``bench/highres.py``). Outputs equal the
+        untiled ones within ``TILED_TOLERANCE``. Without this call, inputs of
+        ``TILING_MIN_PIXELS`` or more are tiled. Returns the pipeline.
+        """
+        if tile_size < 1 or min_pixels < 0:
+            raise ValueError(
+                f"tile_size must be >= 1 and min_pixels >= 0, got {tile_size}, {min_pixels}."
+            )
+        self._tiling = (int(tile_size), int(min_pixels))
+        return self
+
+    def disable_tiling(self) -> Pix2PixHDPipeline:
+        """Never tile (the whole activation stack in memory at once). Returns the pipeline."""
+        self._tiling = None
+        return self
+
+    @property
+    def _tiling_possible(self) -> bool:
+        return getattr(self, "_tiling", ()) is not None
+
+    def _tile_size_for(self, height: int, width: int) -> int | None:
+        tiling = getattr(self, "_tiling", (DEFAULT_TILE_SIZE, TILING_MIN_PIXELS))
+        if tiling is None or height * width < tiling[1]:
+            return None
+        return tiling[0]
 
     # -- call ------------------------------------------------------------------------------
 
@@ -715,7 +768,9 @@ class Pix2PixHDPipeline(DiffusionPipeline):
             tables = self.style_tables()
 
         inputs = [
-            self.prepare_inputs(img, inst, feat, tables, normalize_strokes)
+            self.prepare_inputs(
+                img, inst, feat, tables, normalize_strokes, compact=self._tiling_possible
+            )
             for img, inst, feat in zip(images, instances, feature_list, strict=True)
         ]
         dtype = self.translator.dtype
@@ -730,7 +785,7 @@ class Pix2PixHDPipeline(DiffusionPipeline):
         with mode, autocast:
             # Inputs of one size go through as one batch.
             for group in _group_by_size(inputs):
-                batch = torch.cat(group).to(self.device, dtype)
+                batch = concat_inputs(group).to(self.device, dtype)
                 outputs.extend(self._run_translator(batch).float().unbind(0))
         result = _format_outputs(outputs, output_type)
         return Pix2PixHDPipelineOutput(images=result) if return_dict else (result,)
