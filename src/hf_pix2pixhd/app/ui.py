@@ -7,21 +7,37 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+import gradio.utils
 import numpy as np
 import PIL.Image
 
+from .components import EditorInput, ImagePathInput, RawNumberInput
 from .handlers import (
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_UPLOAD_SIDE,
     STYLE_MODES,
     ServedModel,
     UserInputError,
+    as_image,
     check_and_fit,
     editor_image,
-    save_for_download,
+    parse_seed,
+    save_result,
     style_arguments,
     to_model_input,
 )
 
 CANVAS = 256
+#: Uploads over this size are refused by the browser before they are sent (and by the server).
+MAX_FILE_SIZE = "10mb"
+#: Gradio's cache (uploads, results): every 5 minutes, delete files older than 15 minutes.
+DELETE_CACHE = (300, 900)
+UPLOAD_NOTE = (
+    f"Uploads: PNG or JPEG, at most {MAX_FILE_SIZE.upper()} and "
+    f"{MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels; larger images are translated at "
+    f"{MAX_SIDE} pixels a side at most."
+)
 HOW_IT_WORKS = """
 **pix2pix / pix2pixHD** are conditional GANs: a generator learns to turn a label map (or a
 sketch) into a photo, while a discriminator learns to tell its outputs from real photos of the
@@ -116,29 +132,40 @@ def editor_update(model: ServedModel, image: PIL.Image.Image | None = None) -> A
     )
 
 
+class Demo(gr.Blocks):
+    """``gr.Blocks`` whose ``launch`` limits the upload size by default (``max_file_size`` is a
+    ``launch`` option only): the browser refuses larger files before sending them."""
+
+    def launch(self, *args: Any, max_file_size: str | int | None = MAX_FILE_SIZE, **kwargs: Any):
+        return super().launch(*args, max_file_size=max_file_size, **kwargs)
+
+
 def build_demo(
     models: dict[str, ServedModel], generate: Callable[..., Any], variations: Callable[..., Any]
 ) -> gr.Blocks:
     """The page. ``generate`` / ``variations`` are the handlers (see ``app/__init__.py``)."""
     names = list(models)
     first = models[names[0]]
-    with gr.Blocks(title="hf-pix2pixhd: label maps and sketches to photos") as demo:
+    with Demo(
+        title="hf-pix2pixhd: label maps and sketches to photos", delete_cache=DELETE_CACHE
+    ) as demo:
         gr.Markdown(
             "# hf-pix2pixhd\nDraw or upload a label map or a sketch, pick a style, get a photo."
         )
         with gr.Row():
             with gr.Column(scale=1):
                 model_name = gr.Dropdown(names, value=names[0], label="Model")
-                editor = gr.ImageEditor(
+                editor = EditorInput(
                     label="Label map / sketch",
-                    type="pil",
-                    image_mode="RGB",
+                    type="filepath",
+                    image_mode="RGBA",
                     canvas_size=(CANVAS, CANVAS),
                     sources=("upload", "clipboard"),
                     eraser=gr.Eraser(default_size=12),
                     layers=False,
                     elem_id="editor",
                 )
+                gr.Markdown(UPLOAD_NOTE, elem_id="upload-note")
                 legend = gr.HTML(legend_html(first), elem_id="legend")
                 examples = gr.Gallery(
                     [str(p) for p in first.examples],
@@ -158,14 +185,32 @@ def build_demo(
                     placeholder=style_code_hint(first),
                     elem_id="style-code",
                 )
-                seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-                reference = gr.Image(label="Reference photo", type="pil", visible=False)
+                seed = RawNumberInput(
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    maximum=MAX_SEED,
+                    label=f"Seed (0 to {MAX_SEED})",
+                    elem_id="seed",
+                )
+                reference = ImagePathInput(
+                    label="Reference photo", type="filepath", visible=False, elem_id="reference"
+                )
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     run4 = gr.Button("Generate 4 variations", elem_id="variations")
-                output = gr.Image(label="Result", type="pil", elem_id="result", interactive=False)
+                # PNG: Gradio's default WebP is lossy (6.7/255 mean difference).
+                output = gr.Image(
+                    label="Result",
+                    type="filepath",
+                    format="png",
+                    elem_id="result",
+                    interactive=False,
+                )
                 download = gr.DownloadButton("Download PNG", elem_id="download")
-                gallery = gr.Gallery(label="Variations", columns=4, height=200, elem_id="gallery")
+                gallery = gr.Gallery(
+                    label="Variations", columns=4, height=200, format="png", elem_id="gallery"
+                )
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
 
@@ -194,6 +239,26 @@ def build_demo(
             reference,
             api_name=False,
         )
+
+        def on_upload_reference(path: str | None):
+            try:
+                as_image(path, "reference photo")
+            except UserInputError as error:
+                gr.Warning(str(error), duration=20)
+                return None  # cleared: a bad reference never lingers in the page
+            return gr.skip()
+
+        reference.upload(on_upload_reference, reference, reference, api_name=False)
+
+        def on_upload_editor(name: str, value: Any):
+            try:
+                editor_image(value)
+            except UserInputError as error:
+                gr.Warning(str(error), duration=20)
+                return editor_update(models[name])
+            return gr.skip()
+
+        editor.upload(on_upload_editor, [model_name, editor], editor, api_name=False)
         inputs = [model_name, editor, style_mode, style_code, seed, reference]
         run.click(generate, inputs, [output, download], api_name="generate")
         run4.click(variations, inputs, gallery, api_name="variations")
@@ -207,10 +272,10 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
         if name not in models:
             raise UserInputError(f"Unknown model {name!r}: choose one of {list(models)}.")
         model = models[name]
-        image = check_and_fit(editor_image(editor_value), model)
+        seed = parse_seed(seed)
+        image = check_and_fit(editor_image(editor_value, model), model)
         model_input = to_model_input(image, model)
         ids = model_input if isinstance(model_input, np.ndarray) else None
-        seed = int(seed or 0)
         return model, model_input, style_arguments(model, mode, code, seed, reference, ids)
 
     def generate(name, editor_value, mode, code, seed, reference):
@@ -218,8 +283,13 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
             model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
             image = model.pipeline(model_input, **kwargs).images[0]
         except (UserInputError, ValueError) as error:
-            raise gr.Error(str(error)) from error
-        return image, save_for_download(image)
+            raise gr.Error(str(error), print_exception=False) from error
+        # Written once, under a name of its own, into Gradio's cache (aged out by DELETE_CACHE)
+        # and served as is by both outputs. Gradio's own saving rewrites a file named by its
+        # content hash in place: a second identical result truncated the file while the first
+        # was being downloaded ("peer closed connection without sending complete message body").
+        path = save_result(image, gradio.utils.get_upload_folder())
+        return path, path
 
     def variations(name, editor_value, mode, code, seed, reference):
         try:
@@ -229,16 +299,17 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
             kwargs = {
                 "style": "random",
                 "num_styles": 4,
-                "generator": kwargs.get("generator") or _generator(seed),
+                "generator": kwargs.get("generator") or _generator(parse_seed(seed)),
             }
-            return model.pipeline(model_input, **kwargs).images
+            images = model.pipeline(model_input, **kwargs).images
         except (UserInputError, ValueError) as error:
-            raise gr.Error(str(error)) from error
+            raise gr.Error(str(error), print_exception=False) from error
+        return [save_result(image, gradio.utils.get_upload_folder()) for image in images]
 
     return generate, variations
 
 
-def _generator(seed: Any):
+def _generator(seed: int):
     import torch
 
-    return torch.Generator().manual_seed(int(seed or 0))
+    return torch.Generator().manual_seed(seed)
