@@ -204,13 +204,17 @@ def test_upload_size_is_limited(client, files):
         predict(client, example, folder, {"editor": "large.png"})
 
 
-def test_results_and_uploads_are_aged_out_and_nothing_lands_in_tmpdir(model_dirs, tmp_path, files):
+def test_results_and_uploads_are_aged_out_and_nothing_lands_in_tmpdir(
+    model_dirs, tmp_path, files, monkeypatch
+):
     """The demo's delete_cache, shortened to 2 s: every file the requests wrote (uploads,
     results) is gone soon after; only the page's own files (the examples) stay."""
     from gradio_client import Client
 
     folder, example = files
-    ours_before = set(Path(tempfile.gettempdir()).glob("hf-pix2pixhd-*"))
+    private_tmp = tmp_path / "tmp"  # this process's TMPDIR while the server runs
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
 
     def cached(cache: Path) -> set[Path]:
         return {p for p in cache.rglob("*") if p.is_file()}
@@ -232,4 +236,4 @@ def test_results_and_uploads_are_aged_out_and_nothing_lands_in_tmpdir(model_dirs
             assert cached(cache) == page_files
         finally:
             demo.close()
-    assert set(Path(tempfile.gettempdir()).glob("hf-pix2pixhd-*")) == ours_before
+    assert not [p for p in private_tmp.rglob("*") if p.is_file()]
