@@ -173,10 +173,17 @@ def editor_image(value: Any, model: ServedModel | None = None) -> PIL.Image.Imag
     return image
 
 
-def is_blank(image: PIL.Image.Image, colour: tuple[int, int, int]) -> bool:
-    """True for a canvas of one colour, ``colour`` (transparent counts as ``colour``)."""
+def is_blank(image: PIL.Image.Image, colour: tuple[int, int, int], tolerance: int = 8) -> bool:
+    """True for a canvas of one colour, ``colour`` (transparent counts as ``colour``).
+
+    ``tolerance`` per channel: the browser's canvas sends the blank colour back off by a few
+    levels here and there (0, 0, 170 comes back as 1, 0, 171 and 2, 1, 172).
+    """
     extrema = flatten_alpha(image, colour).convert("RGB").getextrema()
-    return all(low == high == c for (low, high), c in zip(extrema, colour, strict=True))
+    return all(
+        c - tolerance <= low and high <= c + tolerance
+        for (low, high), c in zip(extrema, colour, strict=True)
+    )
 
 
 def check_and_fit(image: PIL.Image.Image | None, model: ServedModel) -> PIL.Image.Image:

@@ -15,6 +15,7 @@ from .components import EditorInput, ImagePathInput, RawNumberInput
 from .handlers import (
     MAX_SEED,
     MAX_SIDE,
+    MAX_UPLOAD_PIXELS,
     MAX_UPLOAD_SIDE,
     STYLE_MODES,
     ServedModel,
@@ -30,13 +31,90 @@ from .handlers import (
 
 CANVAS = 256
 #: Uploads over this size are refused by the browser before they are sent (and by the server).
-MAX_FILE_SIZE = "10mb"
+MAX_FILE_BYTES = 10 * 2**20
+MAX_FILE_SIZE = f"{MAX_FILE_BYTES}b"
 #: Gradio's cache (uploads, results): every 5 minutes, delete files older than 15 minutes.
 DELETE_CACHE = (300, 900)
+# Runs in the browser on page load. The editor silently blanks itself on a file the browser
+# cannot decode, and an 8000x6000 image froze the page for minutes, both before any request
+# reaches the server. So uploads into the editor and the reference photo are checked first
+# (size, readable, pixel count: PNG from the header, others by decoding off the main thread);
+# a bad one is stopped with a message under the editor, a good one goes on unchanged.
+UPLOAD_CHECK_JS = """
+() => {
+  const MAX_BYTES = %(bytes)d, MAX_PIXELS = %(pixels)d, SIDE = %(side)d;
+  const targets = "#editor, #reference";
+  const show = (text) => {
+    const box = document.querySelector("#upload-error");
+    if (box) { box.textContent = text; box.style.display = text ? "block" : "none"; }
+  };
+  async function pngSize(file) {
+    const head = new DataView(await file.slice(0, 24).arrayBuffer());
+    if (head.byteLength < 24 || head.getUint32(0) !== 0x89504e47) return null;
+    return [head.getUint32(16), head.getUint32(20)];
+  }
+  async function problem(file) {
+    const name = file.name || "the file";
+    if (file.size === 0) return `${name} is an empty file (0 bytes).`;
+    if (file.size > MAX_BYTES) {
+      return `${name} is ${(file.size / 2 ** 20).toFixed(1)} MB: the limit is 10 MB.`;
+    }
+    let size = await pngSize(file);
+    if (!size) {
+      try {
+        const bitmap = await createImageBitmap(file);
+        size = [bitmap.width, bitmap.height];
+        bitmap.close();
+      } catch (error) {
+        return `${name} is not an image this page can read: upload a PNG or JPEG.`;
+      }
+    }
+    if (size[0] * size[1] > MAX_PIXELS) {
+      return `${name} is ${size[0]}x${size[1]} pixels: the limit is ${SIDE}x${SIDE}.`;
+    }
+    return "";
+  }
+  async function check(files) {
+    const problems = (await Promise.all([...files].map(problem))).filter(Boolean);
+    show(problems.join(" "));
+    return !problems.length;
+  }
+  const ours = (event) => !event.hfChecked && event.target.closest?.(targets);
+  window.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    if (!ours(event) || !input.files.length) return;
+    event.stopImmediatePropagation();
+    check(input.files).then((ok) => {
+      if (!ok) { input.value = ""; return; }
+      const again = new Event("change", { bubbles: true });
+      again.hfChecked = true;
+      input.dispatchEvent(again);
+    });
+  }, true);
+  window.addEventListener("drop", (event) => {
+    const files = [...(event.dataTransfer?.files ?? [])];
+    if (!ours(event) || !files.length) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    const target = event.target;
+    check(files).then((ok) => {
+      if (!ok) return;
+      const transfer = new DataTransfer();
+      files.forEach((file) => transfer.items.add(file));
+      const init = { bubbles: true, cancelable: true, dataTransfer: transfer };
+      const again = new DragEvent("drop", init);
+      again.hfChecked = true;
+      target.dispatchEvent(again);
+    });
+  }, true);
+}
+"""
+UPLOAD_CHECK_JS %= {"bytes": MAX_FILE_BYTES, "pixels": MAX_UPLOAD_PIXELS, "side": MAX_UPLOAD_SIDE}
 UPLOAD_NOTE = (
-    f"Uploads: PNG or JPEG, at most {MAX_FILE_SIZE.upper()} and "
-    f"{MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels; larger images are translated at "
-    f"{MAX_SIDE} pixels a side at most."
+    f"Uploads: PNG or JPEG, at most {MAX_FILE_BYTES // 2**20} MB and "
+    f"{MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels; images over {MAX_SIDE} pixels a side are "
+    "scaled down to it."
 )
 HOW_IT_WORKS = """
 **pix2pix / pix2pixHD** are conditional GANs: a generator learns to turn a label map (or a
@@ -133,11 +211,18 @@ def editor_update(model: ServedModel, image: PIL.Image.Image | None = None) -> A
 
 
 class Demo(gr.Blocks):
-    """``gr.Blocks`` whose ``launch`` limits the upload size by default (``max_file_size`` is a
-    ``launch`` option only): the browser refuses larger files before sending them."""
+    """``gr.Blocks`` whose ``launch`` limits uploads by default (``max_file_size`` and ``js`` are
+    ``launch`` options only): the browser refuses files over 10 MB, unreadable ones and ones over
+    4096x4096 pixels before sending them (``UPLOAD_CHECK_JS``)."""
 
-    def launch(self, *args: Any, max_file_size: str | int | None = MAX_FILE_SIZE, **kwargs: Any):
-        return super().launch(*args, max_file_size=max_file_size, **kwargs)
+    def launch(
+        self,
+        *args: Any,
+        max_file_size: str | int | None = MAX_FILE_SIZE,
+        js: str | None = UPLOAD_CHECK_JS,
+        **kwargs: Any,
+    ):
+        return super().launch(*args, max_file_size=max_file_size, js=js, **kwargs)
 
 
 def build_demo(
@@ -164,6 +249,10 @@ def build_demo(
                     eraser=gr.Eraser(default_size=12),
                     layers=False,
                     elem_id="editor",
+                )
+                gr.HTML(
+                    '<div id="upload-error" role="alert" '
+                    'style="display:none;color:#b91c1c;font-weight:600"></div>'
                 )
                 gr.Markdown(UPLOAD_NOTE, elem_id="upload-note")
                 legend = gr.HTML(legend_html(first), elem_id="legend")
@@ -248,17 +337,13 @@ def build_demo(
                 return None  # cleared: a bad reference never lingers in the page
             return gr.skip()
 
-        reference.upload(on_upload_reference, reference, reference, api_name=False)
+        reference.upload(
+            on_upload_reference, reference, reference, api_name=False, show_progress="hidden"
+        )
 
-        def on_upload_editor(name: str, value: Any):
-            try:
-                editor_image(value)
-            except UserInputError as error:
-                gr.Warning(str(error), duration=20)
-                return editor_update(models[name])
-            return gr.skip()
-
-        editor.upload(on_upload_editor, [model_name, editor], editor, api_name=False)
+        # No such server-side check on the editor: it fires "upload" whenever the page sets its
+        # background (every page load and example), and a pending event on it swallows strokes.
+        # UPLOAD_CHECK_JS checks files dropped or picked into it; generate explains the rest.
         inputs = [model_name, editor, style_mode, style_code, seed, reference]
         run.click(generate, inputs, [output, download], api_name="generate")
         run4.click(variations, inputs, gallery, api_name="variations")
