@@ -39,7 +39,8 @@ def app_url(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def chromium():
+def chromium(url: str):
+    """A page of the app at ``url`` in headless Chromium, once the editor is drawn."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -52,17 +53,17 @@ def chromium():
             ],
         )
         try:
-            yield browser
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#editor canvas", timeout=60_000)
+            yield page
         finally:
             browser.close()
 
 
 def test_draw_pick_a_style_generate_in_a_real_browser(app_url, tmp_path):
     screenshot = Path(os.environ.get("HF_PIX2PIXHD_SCREENSHOT", tmp_path / "app.png"))
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app_url)
-        page.wait_for_selector("#editor canvas", timeout=60_000)
+    with chromium(app_url) as page:
         # The brush is limited to the model's palette: pick "door" (174, 0, 0).
         page.click("#editor button[aria-label='Color']")
         swatch = page.locator("#editor button[style*='background-color: rgb(174, 0, 0)']")
@@ -99,10 +100,7 @@ def test_bad_uploads_and_the_untouched_canvas_are_explained_in_the_page(app_url,
     PIL.Image.new("RGB", (8000, 6000), (0, 0, 170)).save(big)  # 8000x6000 froze the page once
     facade = tmp_path / "facade.png"
     PIL.Image.new("RGB", (64, 64), (0, 48, 255)).save(facade)
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app_url)
-        page.wait_for_selector("#editor canvas", timeout=60_000)
+    with chromium(app_url) as page:
         page.click("#generate")
         toast = page.locator("[data-testid='toast-body']")
         toast.filter(has_text="The canvas is empty").first.wait_for(timeout=30_000)
