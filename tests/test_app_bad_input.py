@@ -237,3 +237,21 @@ def test_results_and_uploads_are_aged_out_and_nothing_lands_in_tmpdir(
         finally:
             demo.close()
     assert not [p for p in private_tmp.rglob("*") if p.is_file()]
+
+
+def test_variations_are_pngs(client, files):
+    from gradio_client import handle_file
+
+    _, example = files
+    editor = handle_file(str(example))
+    gallery = client.predict(
+        "facades",
+        {"background": editor, "layers": [], "composite": editor},
+        "random",
+        "",
+        5,
+        None,
+        api_name="/variations",
+    )
+    images = [PIL.Image.open(item["image"]) for item in gallery]
+    assert [(i.format, i.size) for i in images] == [("PNG", (64, 64))] * 4
