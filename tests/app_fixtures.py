@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +70,24 @@ def make_sketch_model(folder: Path) -> Path:
     sketch.paste((0, 0, 0), (10, 30, 54, 33))
     sketch.save(folder / "examples" / "line.png")
     return folder
+
+
+@contextlib.contextmanager
+def gradio_temp_dir(folder: Path) -> Iterator[Path]:
+    """Point Gradio's cache (uploads, results) at ``folder`` while the block runs."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

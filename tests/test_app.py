@@ -9,11 +9,23 @@ import gradio as gr
 import numpy as np
 import PIL.Image
 import pytest
-from app_fixtures import PALETTE, example_labels, make_label_model, make_sketch_model
+from app_fixtures import (
+    PALETTE,
+    example_labels,
+    gradio_temp_dir,
+    make_label_model,
+    make_sketch_model,
+)
 
 from hf_pix2pixhd.app import create_demo
 from hf_pix2pixhd.app.handlers import load_model
 from hf_pix2pixhd.app.ui import make_handlers
+
+
+@pytest.fixture(scope="module")
+def gradio_cache(tmp_path_factory):
+    with gradio_temp_dir(tmp_path_factory.mktemp("gradio")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +35,19 @@ def model_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def handlers(model_dirs):
+def handlers(model_dirs, gradio_cache):
+    """``generate`` returning (the result as PIL, its PNG path); ``variations`` as is."""
     models = {m.name: m for m in (load_model(str(d)) for d in model_dirs)}
-    return make_handlers(models)
+    generate, variations = make_handlers(models)
+
+    def generate_image(*args):
+        path, download = generate(*args)
+        assert path == download and path.startswith(str(gradio_cache))  # one file, aged out
+        with PIL.Image.open(path) as image:
+            assert image.format == "PNG"
+            return image.copy(), path
+
+    return generate_image, variations
 
 
 def label_image(ids: np.ndarray | None = None) -> PIL.Image.Image:
@@ -64,7 +86,7 @@ def test_random_style_is_reproducible_and_variations_differ(handlers):
     assert np.array_equal(np.asarray(a), np.asarray(b))
     gallery = variations("facades", editor(label_image()), "random", "", 7, None)
     assert len(gallery) == 4
-    arrays = [np.asarray(g, dtype=np.float32) for g in gallery]
+    arrays = [np.asarray(PIL.Image.open(g), dtype=np.float32) for g in gallery]
     assert any(np.abs(arrays[0] - other).mean() > 0.5 for other in arrays[1:])
 
 
@@ -118,8 +140,10 @@ def test_sketch_model_and_palette_snapping(handlers):
         ({"background": None, "layers": [], "composite": None}, "canvas is empty"),
         (editor(PIL.Image.new("RGB", (1, 1))), "too small"),
         ({"background": "/etc/hostname", "layers": [], "composite": None}, "not an image"),
+        (editor(PIL.Image.new("RGB", (256, 256), tuple(PALETTE[0]))), "canvas is empty"),
+        (editor(PIL.Image.new("RGBA", (64, 64), (0, 0, 0, 0))), "canvas is empty"),
     ],
-    ids=["none", "empty-canvas", "1x1", "non-image-file"],
+    ids=["none", "empty-canvas", "1x1", "non-image-file", "untouched-canvas", "transparent"],
 )
 def test_bad_input_gives_a_readable_error(handlers, value, message):
     generate, _ = handlers
@@ -127,16 +151,24 @@ def test_bad_input_gives_a_readable_error(handlers, value, message):
         generate("facades", value, "default", "", 0, None)
 
 
-def test_huge_greyscale_and_rgba_inputs_give_sensible_results(handlers):
+def test_large_huge_greyscale_and_rgba_inputs_give_sensible_results(handlers):
     generate, _ = handlers
-    huge = PIL.Image.new("RGB", (12000, 12000), tuple(PALETTE[1]))
-    image, _ = generate("facades", editor(huge), "default", "", 0, None)
-    assert image.size == (1024, 1024)  # scaled down, aspect kept
+    large = PIL.Image.new("RGB", (4000, 3000), tuple(PALETTE[1]))
+    image, _ = generate("facades", editor(large), "default", "", 0, None)
+    assert image.size == (1024, 768)  # scaled down, aspect kept
+    huge = PIL.Image.new("RGB", (5000, 5000), tuple(PALETTE[1]))
+    with pytest.raises(gr.Error, match=r"5000x5000 pixels .* at most 4096x4096"):
+        generate("facades", editor(huge), "default", "", 0, None)
     grey = PIL.Image.new("L", (64, 64), 255)
+    grey.paste(0, (10, 30, 54, 33))
     assert generate("shoes", editor(grey), "default", "", 0, None)[0].size == (64, 64)
-    with pytest.raises(gr.Error, match="does not look like a label map"):
+    # The whole message, up to its last word (it was cut at "e.g." once).
+    with pytest.raises(gr.Error) as info:
         generate("facades", editor(PIL.Image.new("L", (64, 64), 128)), "default", "", 0, None)
-    rgba = PIL.Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # transparent: the first class
+    assert "e.g. RGB (128, 128, 128) at (y=0, x=0)" in info.value.message
+    assert info.value.message.endswith("drawn in the colours of the legend.")
+    rgba = label_image().convert("RGBA")
+    rgba.paste((0, 0, 0, 0), (0, 0, 64, 8))  # a transparent band: painted as the first class
     assert generate("facades", editor(rgba), "default", "", 0, None)[0].size == (64, 64)
 
 
@@ -163,7 +195,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(model_dirs):
+def server(model_dirs, gradio_cache):
     demo = create_demo([str(d) for d in model_dirs])
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -7,21 +7,115 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+import gradio.utils
 import numpy as np
 import PIL.Image
 
+from .components import EditorInput, ImagePathInput, RawNumberInput
 from .handlers import (
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_UPLOAD_PIXELS,
+    MAX_UPLOAD_SIDE,
     STYLE_MODES,
     ServedModel,
     UserInputError,
+    as_image,
     check_and_fit,
     editor_image,
-    save_for_download,
+    parse_seed,
+    save_result,
     style_arguments,
     to_model_input,
 )
 
 CANVAS = 256
+#: Uploads over this size are refused by the browser before they are sent (and by the server).
+MAX_FILE_BYTES = 10 * 2**20
+MAX_FILE_SIZE = f"{MAX_FILE_BYTES}b"
+#: Gradio's cache (uploads, results): every 5 minutes, delete files older than 15 minutes.
+DELETE_CACHE = (300, 900)
+# Runs in the browser on page load. The editor silently blanks itself on a file the browser
+# cannot decode, and an 8000x6000 image froze the page for minutes, both before any request
+# reaches the server. So uploads into the editor and the reference photo are checked first
+# (size, readable, pixel count: PNG from the header, others by decoding off the main thread);
+# a bad one is stopped with a message under the editor, a good one goes on unchanged.
+UPLOAD_CHECK_JS = """
+() => {
+  const MAX_BYTES = %(bytes)d, MAX_PIXELS = %(pixels)d, SIDE = %(side)d;
+  const targets = "#editor, #reference";
+  const show = (text) => {
+    const box = document.querySelector("#upload-error");
+    if (box) { box.textContent = text; box.style.display = text ? "block" : "none"; }
+  };
+  async function pngSize(file) {
+    const head = new DataView(await file.slice(0, 24).arrayBuffer());
+    if (head.byteLength < 24 || head.getUint32(0) !== 0x89504e47) return null;
+    return [head.getUint32(16), head.getUint32(20)];
+  }
+  async function problem(file) {
+    const name = file.name || "the file";
+    if (file.size === 0) return `${name} is an empty file (0 bytes).`;
+    if (file.size > MAX_BYTES) {
+      return `${name} is ${(file.size / 2 ** 20).toFixed(1)} MB: the limit is 10 MB.`;
+    }
+    let size = await pngSize(file);
+    if (!size) {
+      try {
+        const bitmap = await createImageBitmap(file);
+        size = [bitmap.width, bitmap.height];
+        bitmap.close();
+      } catch (error) {
+        return `${name} is not an image this page can read: upload a PNG or JPEG.`;
+      }
+    }
+    if (size[0] * size[1] > MAX_PIXELS) {
+      return `${name} is ${size[0]}x${size[1]} pixels: the limit is ${SIDE}x${SIDE}.`;
+    }
+    return "";
+  }
+  async function check(files) {
+    const problems = (await Promise.all([...files].map(problem))).filter(Boolean);
+    show(problems.join(" "));
+    return !problems.length;
+  }
+  const ours = (event) => !event.hfChecked && event.target.closest?.(targets);
+  window.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    if (!ours(event) || !input.files.length) return;
+    event.stopImmediatePropagation();
+    check(input.files).then((ok) => {
+      if (!ok) { input.value = ""; return; }
+      const again = new Event("change", { bubbles: true });
+      again.hfChecked = true;
+      input.dispatchEvent(again);
+    });
+  }, true);
+  window.addEventListener("drop", (event) => {
+    const files = [...(event.dataTransfer?.files ?? [])];
+    if (!ours(event) || !files.length) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    const target = event.target;
+    check(files).then((ok) => {
+      if (!ok) return;
+      const transfer = new DataTransfer();
+      files.forEach((file) => transfer.items.add(file));
+      const init = { bubbles: true, cancelable: true, dataTransfer: transfer };
+      const again = new DragEvent("drop", init);
+      again.hfChecked = true;
+      target.dispatchEvent(again);
+    });
+  }, true);
+}
+"""
+UPLOAD_CHECK_JS %= {"bytes": MAX_FILE_BYTES, "pixels": MAX_UPLOAD_PIXELS, "side": MAX_UPLOAD_SIDE}
+UPLOAD_NOTE = (
+    f"Uploads: PNG or JPEG, at most {MAX_FILE_BYTES // 2**20} MB and "
+    f"{MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels; images over {MAX_SIDE} pixels a side are "
+    "scaled down to it."
+)
 HOW_IT_WORKS = """
 **pix2pix / pix2pixHD** are conditional GANs: a generator learns to turn a label map (or a
 sketch) into a photo, while a discriminator learns to tell its outputs from real photos of the
@@ -116,29 +210,51 @@ def editor_update(model: ServedModel, image: PIL.Image.Image | None = None) -> A
     )
 
 
+class Demo(gr.Blocks):
+    """``gr.Blocks`` whose ``launch`` limits uploads by default (``max_file_size`` and ``js`` are
+    ``launch`` options only): the browser refuses files over 10 MB, unreadable ones and ones over
+    4096x4096 pixels before sending them (``UPLOAD_CHECK_JS``)."""
+
+    def launch(
+        self,
+        *args: Any,
+        max_file_size: str | int | None = MAX_FILE_SIZE,
+        js: str | None = UPLOAD_CHECK_JS,
+        **kwargs: Any,
+    ):
+        return super().launch(*args, max_file_size=max_file_size, js=js, **kwargs)
+
+
 def build_demo(
     models: dict[str, ServedModel], generate: Callable[..., Any], variations: Callable[..., Any]
 ) -> gr.Blocks:
     """The page. ``generate`` / ``variations`` are the handlers (see ``app/__init__.py``)."""
     names = list(models)
     first = models[names[0]]
-    with gr.Blocks(title="hf-pix2pixhd: label maps and sketches to photos") as demo:
+    with Demo(
+        title="hf-pix2pixhd: label maps and sketches to photos", delete_cache=DELETE_CACHE
+    ) as demo:
         gr.Markdown(
             "# hf-pix2pixhd\nDraw or upload a label map or a sketch, pick a style, get a photo."
         )
         with gr.Row():
             with gr.Column(scale=1):
                 model_name = gr.Dropdown(names, value=names[0], label="Model")
-                editor = gr.ImageEditor(
+                editor = EditorInput(
                     label="Label map / sketch",
-                    type="pil",
-                    image_mode="RGB",
+                    type="filepath",
+                    image_mode="RGBA",
                     canvas_size=(CANVAS, CANVAS),
                     sources=("upload", "clipboard"),
                     eraser=gr.Eraser(default_size=12),
                     layers=False,
                     elem_id="editor",
                 )
+                gr.HTML(
+                    '<div id="upload-error" role="alert" '
+                    'style="display:none;color:#b91c1c;font-weight:600"></div>'
+                )
+                gr.Markdown(UPLOAD_NOTE, elem_id="upload-note")
                 legend = gr.HTML(legend_html(first), elem_id="legend")
                 examples = gr.Gallery(
                     [str(p) for p in first.examples],
@@ -158,14 +274,32 @@ def build_demo(
                     placeholder=style_code_hint(first),
                     elem_id="style-code",
                 )
-                seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-                reference = gr.Image(label="Reference photo", type="pil", visible=False)
+                seed = RawNumberInput(
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    maximum=MAX_SEED,
+                    label=f"Seed (0 to {MAX_SEED})",
+                    elem_id="seed",
+                )
+                reference = ImagePathInput(
+                    label="Reference photo", type="filepath", visible=False, elem_id="reference"
+                )
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     run4 = gr.Button("Generate 4 variations", elem_id="variations")
-                output = gr.Image(label="Result", type="pil", elem_id="result", interactive=False)
+                # PNG: Gradio's default WebP is lossy (6.7/255 mean difference).
+                output = gr.Image(
+                    label="Result",
+                    type="filepath",
+                    format="png",
+                    elem_id="result",
+                    interactive=False,
+                )
                 download = gr.DownloadButton("Download PNG", elem_id="download")
-                gallery = gr.Gallery(label="Variations", columns=4, height=200, elem_id="gallery")
+                gallery = gr.Gallery(
+                    label="Variations", columns=4, height=200, format="png", elem_id="gallery"
+                )
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
 
@@ -194,6 +328,22 @@ def build_demo(
             reference,
             api_name=False,
         )
+
+        def on_upload_reference(path: str | None):
+            try:
+                as_image(path, "reference photo")
+            except UserInputError as error:
+                gr.Warning(str(error), duration=20)
+                return None  # cleared: a bad reference never lingers in the page
+            return gr.skip()
+
+        reference.upload(
+            on_upload_reference, reference, reference, api_name=False, show_progress="hidden"
+        )
+
+        # No such server-side check on the editor: it fires "upload" whenever the page sets its
+        # background (every page load and example), and a pending event on it swallows strokes.
+        # UPLOAD_CHECK_JS checks files dropped or picked into it; generate explains the rest.
         inputs = [model_name, editor, style_mode, style_code, seed, reference]
         run.click(generate, inputs, [output, download], api_name="generate")
         run4.click(variations, inputs, gallery, api_name="variations")
@@ -207,10 +357,10 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
         if name not in models:
             raise UserInputError(f"Unknown model {name!r}: choose one of {list(models)}.")
         model = models[name]
-        image = check_and_fit(editor_image(editor_value), model)
+        seed = parse_seed(seed)
+        image = check_and_fit(editor_image(editor_value, model), model)
         model_input = to_model_input(image, model)
         ids = model_input if isinstance(model_input, np.ndarray) else None
-        seed = int(seed or 0)
         return model, model_input, style_arguments(model, mode, code, seed, reference, ids)
 
     def generate(name, editor_value, mode, code, seed, reference):
@@ -218,8 +368,13 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
             model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
             image = model.pipeline(model_input, **kwargs).images[0]
         except (UserInputError, ValueError) as error:
-            raise gr.Error(str(error)) from error
-        return image, save_for_download(image)
+            raise gr.Error(str(error), print_exception=False) from error
+        # Written once, under a name of its own, into Gradio's cache (aged out by DELETE_CACHE)
+        # and served as is by both outputs. Gradio's own saving rewrites a file named by its
+        # content hash in place: a second identical result truncated the file while the first
+        # was being downloaded ("peer closed connection without sending complete message body").
+        path = save_result(image, gradio.utils.get_upload_folder())
+        return path, path
 
     def variations(name, editor_value, mode, code, seed, reference):
         try:
@@ -229,16 +384,17 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
             kwargs = {
                 "style": "random",
                 "num_styles": 4,
-                "generator": kwargs.get("generator") or _generator(seed),
+                "generator": kwargs.get("generator") or _generator(parse_seed(seed)),
             }
-            return model.pipeline(model_input, **kwargs).images
+            images = model.pipeline(model_input, **kwargs).images
         except (UserInputError, ValueError) as error:
-            raise gr.Error(str(error)) from error
+            raise gr.Error(str(error), print_exception=False) from error
+        return [save_result(image, gradio.utils.get_upload_folder()) for image in images]
 
     return generate, variations
 
 
-def _generator(seed: Any):
+def _generator(seed: int):
     import torch
 
-    return torch.Generator().manual_seed(int(seed or 0))
+    return torch.Generator().manual_seed(seed)
