@@ -69,8 +69,9 @@ def test_app_serves_the_bundled_models_offline(facades, monkeypatch):
     generate, _ = make_handlers({"facades": load_model(str(FACADES))})
     label_map = PIL.Image.fromarray(FACADES_PALETTE.ids_to_colors(example_ids()))
     editor = {"background": label_map, "layers": [], "composite": label_map}
-    image, _ = generate("facades", editor, "random", "", 1, None)
-    assert image.size == label_map.size
+    result, _ = generate("facades", editor, "random", "", 1, None)  # a PNG path
+    with PIL.Image.open(result) as image:
+        assert image.format == "PNG" and image.size == label_map.size
 
 
 def test_trained_model_edits_are_local(facades):
