@@ -17,8 +17,8 @@
 Without CUDA (or with ``--device cpu``) the same steps run at tiny sizes with narrow networks,
 so CI keeps the script working; there Accelerate runs fp16 as fp32 (it turns fp16 off on CPU).
 Memory column: ``torch.cuda.max_memory_allocated`` per case on GPU; on CPU the peak RSS of the
-process running the case's recipe or network (cases run smallest first, so a row holds the
-peak of its own and the smaller cases). Prints one table; exits 1 if a test or a case failed.
+process running the part (training or inference; a row holds the peak of its own and the
+cases above it in the table). Prints one table; exits 1 if a test or a case failed.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ SCALES = {
         "global": {"ngf": 8, "n_downsampling": 2, "n_blocks": 1},
         "local": {"ngf": 4, "n_downsampling_global": 2, "n_blocks_global": 1, "n_blocks_local": 1},
         "warmup": 1,
-        "repeats": 2,
+        "repeats": 1,
     },
 }
 
@@ -245,14 +245,17 @@ def main() -> int:
         choices=["tests", "train", "infer"],
     )
     parser.add_argument("--tests-k", help="pytest -k expression (default: every gpu test)")
-    parser.add_argument("--one", nargs=2, metavar=("PART", "NAME"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=["train", "infer"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     scale_name = args.scale or ("full" if device.type == "cuda" else "tiny")
     scale = SCALES[scale_name]
-    if args.one:
-        part, name = args.one
-        rows = (train_rows if part == "train" else infer_rows)(name, device, scale)
+    if args.one:  # one process per part: its own peak RSS on CPU, one import of torch
+        part = args.one
+        if part == "train":
+            rows = [*train_rows("pix2pix", device, scale), *train_rows("pix2pixhd", device, scale)]
+        else:
+            rows = [*infer_rows("global", device, scale), *infer_rows("local", device, scale)]
         print(json.dumps(rows))
         return 0
     if device.type == "cpu":
@@ -262,17 +265,17 @@ def main() -> int:
     if "tests" in args.parts:
         rows.append(run_tests(device, args.tests_k))
         print(f"  {rows[-1]}", flush=True)
-    jobs = [("train", r) for r in ("pix2pix", "pix2pixhd") if "train" in args.parts]
-    jobs += [("infer", n) for n in ("global", "local") if "infer" in args.parts]
-    for part, name in jobs:
-        flags = ["--one", part, name, "--device", device.type, "--scale", scale_name]
+    for part in ("train", "infer"):
+        if part not in args.parts:
+            continue
+        flags = ["--one", part, "--device", device.type, "--scale", scale_name]
         try:
             rows += run_case(__file__, flags, timeout=600)
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             rows.append(
                 {
                     "part": part,
-                    "what": name,
+                    "what": "-",
                     "size": "-",
                     "mode": "-",
                     "result": "-",
@@ -280,7 +283,7 @@ def main() -> int:
                     "status": _failure(error),
                 }
             )
-        print(f"  {part} {name}: done", flush=True)
+        print(f"  {part}: done", flush=True)
     table = [
         [
             r["part"],

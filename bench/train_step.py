@@ -155,12 +155,13 @@ def run_one(
         trainer = Trainer(load_config(None, overrides(case, mode, tmp, batch_size) + extra))
         batch = synthetic_batch(case, batch_size)
         trainer.training_step(batch)  # warm-up (allocations, oneDNN kernel selection)
-        times = []
+        times, cpu_times = [], []
         for _ in range(iters):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             trainer.training_step(batch)
             times.append(time.perf_counter() - start)
-        result = {"times": times, "peak_mib": peak_memory_mib()}
+            cpu_times.append(time.process_time() - cpu_start)
+        result = {"times": times, "cpu_times": cpu_times, "peak_mib": peak_memory_mib()}
         if detail:
             from torch.utils.flop_counter import FlopCounterMode
 
@@ -197,6 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--iters", type=int, default=2, help="timed steps per process")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (see above)")
+    parser.add_argument("--threads", type=int, help="torch threads per case (default: torch's)")
     parser.add_argument(
         "--detail",
         action="store_true",
@@ -211,9 +213,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         case, mode, batch = args.one
+        if args.threads:
+            torch.set_num_threads(args.threads)
         result = run_one(case, mode, int(batch), args.iters, args.detail, args.overrides)
         print(json.dumps(result))
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(describe_machine(), flush=True)
     if args.detail:
         bf16_rate, fp32_rate = matmul_rate(torch.bfloat16), matmul_rate(torch.float32)
@@ -223,6 +229,8 @@ def main() -> None:
     for round_ in range(args.rounds):
         for case, batch, mode in keys:
             flags = ["--one", case, mode, str(batch), "--iters", str(args.iters)]
+            if args.threads:
+                flags += ["--threads", str(args.threads)]
             if args.detail:
                 flags.append("--detail")
             run = run_case(__file__, [*flags, "--", *args.overrides])
@@ -239,6 +247,7 @@ def main() -> None:
         seconds = statistics.median(t for r in results for t in r["times"])
         per_round = [batch / statistics.median(r["times"]) for r in results]
         rate = batch / seconds
+        cpu_seconds = statistics.median(t for r in results for t in r["cpu_times"])
         if batch == 1 and mode == "fp32":
             base[case] = rate
         spread = f"{min(per_round):.2f}-{max(per_round):.2f}" if len(results) > 1 else "-"
@@ -250,6 +259,7 @@ def main() -> None:
             f"**{rate:.2f}**",
             spread,
             f"{rate / base[case]:.2f}x" if case in base else "-",
+            f"{batch / cpu_seconds:.2f}",
             f"{max(r['peak_mib'] for r in results):.0f}",
         ]
         if args.detail:
@@ -271,13 +281,18 @@ def main() -> None:
         "images/s",
         "images/s per round",
         "vs batch-1 fp32",
+        "images per CPU-s",
         "peak RSS MiB",
     ]
     if args.detail:
         headers += ["GFLOP/step", "GFLOP/s", "% of bf16 matmul", "conv s", "rest s"]
     print()
     print(markdown_table(headers, rows))
-    print("\nPeak RSS: each case's own process (interpreter and torch included).")
+    print(
+        "\nPeak RSS: each case's own process (interpreter and torch included). Images per CPU-s:"
+        " batch over the process's CPU time per step (all threads); with --threads 1 on a busy"
+        " machine it measures the work per image, which wall time cannot there."
+    )
 
 
 if __name__ == "__main__":
