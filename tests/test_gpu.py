@@ -33,6 +33,22 @@ pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("one_thread")]  # tiny ne
 CUDA = torch.cuda.is_available()
 
 
+@pytest.fixture
+def exact(monkeypatch):
+    """Bit-reproducible GPU runs: deterministic kernels, and fp32 convolutions in fp32 (not
+    TF32, which cuDNN uses by default on Ampere and later). No-op on CPU."""
+    if not CUDA:
+        yield
+        return
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def _trainer(overrides: list[str]) -> Trainer:
     _reset_accelerate_state()
     return Trainer(load_config(None, [*overrides, "--tracker", "null"]))
@@ -106,7 +122,7 @@ def _g_after_d_overflow(tmp_path, name: str, overflow: bool) -> tuple[dict, floa
     return _weights(trainer._unwrap(trainer.generator)), scaler.get_scale()
 
 
-def test_fp16_d_overflow_skips_d_and_leaves_g_step_as_it_was(tmp_path, fp16, monkeypatch):
+def test_fp16_d_overflow_skips_d_and_leaves_g_step_as_it_was(tmp_path, fp16, exact, monkeypatch):
     """D's overflow must skip D's step and halve the scale, and must not change G's step.
 
     Accelerate's prepared optimizers each update the shared scaler after their own step; with
@@ -162,7 +178,7 @@ def test_mixed_precision_steps_train_g_d_and_encoder(tmp_path, fp16, precision):
 
 
 @pytest.mark.parametrize(("precision", "rtol"), [("no", 1e-4), ("bf16", 3e-2)])
-def test_channels_last_step_computes_the_same_losses(tmp_path, precision, rtol):
+def test_channels_last_step_computes_the_same_losses(tmp_path, exact, precision, rtol):
     data = make_hd_dataset(tmp_path / "data")
     logs = {}
     for layout in ("false", "true"):
@@ -192,6 +208,7 @@ def _local_overrides(data, out) -> list[str]:
 
 @pytest.mark.skipif(not CUDA, reason="compiling G, D and E for training takes minutes on CPU")
 def test_compiled_training_matches_eager_fixes_the_trunk_and_exports(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare fp32 with fp32
     data = make_hd_dataset(tmp_path / "data")
     eager = _trainer(_local_overrides(data, tmp_path / "eager"))
     eager_logs = eager.training_step(_first_batch(eager))
@@ -218,22 +235,17 @@ def test_compiled_training_matches_eager_fixes_the_trunk_and_exports(tmp_path, m
 @pytest.mark.skipif(
     not CUDA, reason="on CPU: tests/test_training.py::test_exact_resume_gives_identical_weights"
 )
-def test_exact_resume_on_the_gpu(tmp_path, monkeypatch):
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    try:
-        data = make_aligned_dataset(tmp_path / "data")
-        runs = {}
-        for name, steps in (("straight", 6), ("resumed", 3), ("resumed", 6)):
-            extra = ["--max_steps", str(steps)]
-            if name == "resumed" and steps == 6:
-                extra += ["--resume", "latest"]
-            trainer = _trainer([*pix2pix_overrides(data, tmp_path / name), *extra])
-            assert trainer.accelerator.device.type == "cuda"
-            trainer.train()
-            runs[name, steps] = _weights(trainer._unwrap(trainer.generator))
-    finally:
-        torch.use_deterministic_algorithms(False)
+def test_exact_resume_on_the_gpu(tmp_path, exact):
+    data = make_aligned_dataset(tmp_path / "data")
+    runs = {}
+    for name, steps in (("straight", 6), ("resumed", 3), ("resumed", 6)):
+        extra = ["--max_steps", str(steps)]
+        if name == "resumed" and steps == 6:
+            extra += ["--resume", "latest"]
+        trainer = _trainer([*pix2pix_overrides(data, tmp_path / name), *extra])
+        assert trainer.accelerator.device.type == "cuda"
+        trainer.train()
+        runs[name, steps] = _weights(trainer._unwrap(trainer.generator))
     straight, resumed = runs["straight", 6], runs["resumed", 6]
     assert not [k for k in straight if not torch.equal(straight[k], resumed[k])]
     assert _changed(runs["resumed", 3], resumed)
