@@ -13,7 +13,8 @@ the pix2pixHD global G (36 input channels, ngf 64, 4 downsamplings, 9 blocks) at
 - ``bf16+CL+compile``: the same plus ``torch.compile`` with weight freezing
   (``enable_fast_cpu_inference(compile=True)``); its one-time compile time is printed apart.
 
-The speed-up is against fp32 at the same size. The output error of each fast mode against fp32
+Each case and mode runs in its own process (peak RSS per row). The speed-up is against fp32 at
+the same size. The output error of each fast mode against fp32
 is reported (max and mean absolute, outputs in [-1, 1]); the tolerance we hold the fast mode to
 is tested in tests/test_pipeline.py (test_fast_cpu_mode_stays_close_to_fp32). Then
 instance-wise average pooling at 1024x512 with ~60 instances (target < 20 ms).
@@ -22,15 +23,19 @@ instance-wise average pooling at 1024x512 with ~60 instances (target < 20 ms).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import describe_machine, markdown_table, peak_memory_mib, run_case
 
 from hf_pix2pixhd import GlobalGenerator, UNetGenerator, instance_average_pool
 from hf_pix2pixhd.models.modes import compile_for_inference
@@ -74,39 +79,74 @@ def prepare(model: torch.nn.Module, mode: str) -> tuple[torch.nn.Module, Callabl
     return fast, run
 
 
-def bench_generators(quick: bool) -> list[dict]:
+CASES = [  # (name, input channels, (height, width))
+    ("pix2pix U-Net 256", 3, (256, 256)),
+    ("pix2pixHD global G", 36, (256, 512)),
+    ("pix2pixHD global G", 36, (512, 1024)),
+]
+
+
+def run_one(case: int, mode: str, reference: Path) -> dict:
+    """One case and mode in this process (a fresh one: its peak RSS is the case's). Seeded, so
+    every process builds the same weights and input; fp32 writes its output to ``reference``,
+    the fast modes compare against it."""
+    _, channels, (height, width) = CASES[case]
     torch.manual_seed(0)
-    cases = [("pix2pix U-Net 256", UNetGenerator(norm="batch"), 3, (256, 256))]
-    hd = GlobalGenerator(in_channels=36)
-    cases += [("pix2pixHD global G", hd, 36, (256, 512))]
-    if not quick:
-        cases += [("pix2pixHD global G", hd, 36, (512, 1024))]
+    model = UNetGenerator(norm="batch") if channels == 3 else GlobalGenerator(in_channels=36)
+    x = torch.rand(1, channels, height, width) * 2 - 1
+    if channels == 36:  # a one-hot label map (+1 boundary channel), as in real use
+        ids = torch.randint(0, 35, (1, height, width))
+        x = torch.zeros(1, 36, height, width).scatter_(1, ids.unsqueeze(1), 1.0)
+    repeats = 3 if height * width >= 512 * 1024 else 10
+    _, run = prepare(model, mode)
+    compile_s = None
+    with torch.inference_mode():
+        if mode == "bf16+CL+compile":
+            start = time.perf_counter()
+            run(x)
+            compile_s = time.perf_counter() - start
+        seconds, out = timed(lambda: run(x), repeats)
+    out = out.float()
+    if mode == "fp32":
+        torch.save(out, reference)
+    error = (out - torch.load(reference)).abs()
+    return {
+        "ms": seconds * 1000,
+        "max_err": error.max().item(),
+        "mean_err": error.mean().item(),
+        "compile_s": compile_s,
+        "peak_mib": peak_memory_mib(),
+    }
+
+
+def bench_generators(quick: bool, threads: int | None) -> list[dict]:
     rows = []
-    for name, model, channels, (height, width) in cases:
-        x = torch.rand(1, channels, height, width) * 2 - 1
-        if channels == 36:  # a one-hot label map (+1 boundary channel), as in real use
-            ids = torch.randint(0, 35, (1, height, width))
-            x = torch.zeros(1, 36, height, width).scatter_(1, ids.unsqueeze(1), 1.0)
-        repeats = 3 if height * width >= 512 * 1024 else 10
-        baseline, reference = None, None
-        for mode in MODES:
-            _, run = prepare(model, mode)
-            with torch.inference_mode():
-                if mode == "bf16+CL+compile":
-                    start = time.perf_counter()
-                    run(x)
-                    print(f"  compile: {time.perf_counter() - start:.1f} s", flush=True)
-                seconds, out = timed(lambda run=run, x=x: run(x), repeats)
-            out = out.float()
-            if mode == "fp32":
-                baseline, reference = seconds, out
-            error = (out - reference).abs()
-            rows.append({
-                "network": name, "size": f"{width}x{height}", "mode": mode,
-                "ms": seconds * 1000, "speedup": baseline / seconds,
-                "max_err": error.max().item(), "mean_err": error.mean().item(),
-            })  # fmt: skip
-            print(f"  {name} {width}x{height} {mode}: {seconds * 1000:.0f} ms", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, (name, _, (height, width)) in enumerate(CASES[:2] if quick else CASES):
+            reference = Path(tmp) / f"{case}.pt"
+            baseline = None
+            for mode in MODES:  # fp32 first: it writes the reference output
+                flags = ["--one", str(case), mode, "--reference", str(reference)]
+                if threads:
+                    flags += ["--threads", str(threads)]
+                result = run_case(__file__, flags)
+                baseline = baseline or result["ms"]
+                rows.append(
+                    {
+                        "network": name,
+                        "size": f"{width}x{height}",
+                        "mode": mode,
+                        "speedup": baseline / result["ms"],
+                        **result,
+                    }
+                )
+                if result["compile_s"] is not None:
+                    print(f"  compile: {result['compile_s']:.1f} s", flush=True)
+                print(
+                    f"  {name} {width}x{height} {mode}: {result['ms']:.0f} ms, "
+                    f"{result['peak_mib']:.0f} MiB",
+                    flush=True,
+                )
     return rows
 
 
@@ -129,22 +169,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 1024x512 case")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--one", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"bf16 AMX/AVX512: {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
-    rows = bench_generators(args.quick)
+    if args.one:
+        print(json.dumps(run_one(int(args.one[0]), args.one[1], args.reference)))
+        return
+    print(describe_machine(), flush=True)
+    rows = bench_generators(args.quick, args.threads)
     print()
-    header = f"| {'network':<20} | {'size':>8} | {'mode':<17} | {'ms':>8} | {'speed-up':>8} |"
-    header += f" {'max abs err':>11} | {'mean abs err':>12} |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        print(
-            f"| {r['network']:<20} | {r['size']:>8} | {r['mode']:<17} | {r['ms']:>8.1f} | "
-            f"{r['speedup']:>7.2f}x | {r['max_err']:>11.4f} | {r['mean_err']:>12.5f} |"
-        )
+    table = [
+        [
+            r["network"],
+            r["size"],
+            r["mode"],
+            f"{r['ms']:.1f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['max_err']:.4f}",
+            f"{r['mean_err']:.5f}",
+            f"{r['peak_mib']:.0f}",
+        ]
+        for r in rows
+    ]
+    headers = [
+        "network",
+        "size",
+        "mode",
+        "ms",
+        "speed-up",
+        "max abs err",
+        "mean abs err",
+        "peak RSS MiB",
+    ]
+    print(markdown_table(headers, table))
+    print("\nPeak RSS: each case and mode in its own process (interpreter and torch included).")
     pooling = bench_pooling()
     print(
         f"\ninstance_average_pool 1024x512, {pooling['instances']} instances, 3 channels: "

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import describe_machine, peak_memory_mib
 
 from hf_pix2pixhd import FeatureEncoder, GlobalGenerator
 from hf_pix2pixhd.data import DataConfig, build_dataset
@@ -68,10 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.num_workers} data workers, CPU: {torch.backends.cpu.get_cpu_capability()}"
-    )
+    print(f"{describe_machine()}, {args.num_workers} data workers")
 
     config = DataConfig(
         source=str(args.data),
@@ -104,17 +103,21 @@ def main() -> None:
         start = time.perf_counter()
         bank = cluster_styles(found, num_classes=12, n_clusters=10)
         kmeans_s = time.perf_counter() - start
-        rows.append((mode, len(found), int(bank.num_clusters.sum()), encode_s, kmeans_s))
+        peak = peak_memory_mib()  # this process's so far: fp32 first, so bf16's row holds both
+        rows.append((mode, len(found), int(bank.num_clusters.sum()), encode_s, kmeans_s, peak))
         print(f"  encoder {mode}: encode {encode_s:.1f} s, K-means {kmeans_s:.1f} s", flush=True)
-    print("\n| encoder | images | instances | clusters | encode s | K-means s | total s |")
-    print("|---|---|---|---|---|---|---|")
-    for mode, found, clusters, encode_s, kmeans_s in rows:
+    print(
+        "\n| encoder | images | instances | clusters | encode s | K-means s | total s "
+        "| peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, found, clusters, encode_s, kmeans_s, peak in rows:
         total = encode_s + kmeans_s
         verdict = "met" if total < 60 else "MISSED"
         print(
             f"| {mode} | {len(dataset)} | {found} | {clusters} | {encode_s:.1f} "
             f"({encode_s / len(dataset) * 1000:.0f} ms/img) | {kmeans_s:.1f} | "
-            f"**{total:.1f}** (target < 60: {verdict}) |"
+            f"**{total:.1f}** (target < 60: {verdict}) | {peak:.0f} |"
         )
 
     torch.manual_seed(0)
@@ -164,6 +167,10 @@ def main() -> None:
     resolve = timed(lambda: pipe.style_tables(style=choice), 50, warmup=3)
     paint = timed(lambda: paint_features(table, ids), 50, warmup=3)
     reference = timed(lambda: pipe.style_tables(style_image=(photo, ids)), args.repeats)
+    print(
+        f"\npeak RSS of the process (interpreter, torch, dataset, encoder and all cases above): "
+        f"{peak_memory_mib():.0f} MiB; the encoding rows give the peak after each mode"
+    )
     print(
         f"\nstyle work alone: resolve a style dict {resolve * 1000:.2f} ms, paint 256x256 "
         f"{paint * 1000:.2f} ms, encode a reference photo {reference * 1000:.0f} ms"

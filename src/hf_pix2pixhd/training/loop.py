@@ -19,6 +19,7 @@ from ..data import build_dataset, collate_pairs, resolve_palette
 from ..models.modes import eval_mode, pix2pix_test_mode
 from ..pipeline import Pix2PixHDPipeline
 from .allocator import reuse_freed_cpu_memory
+from .amp import step_optimizers
 from .checkpoint_state import TrainingParts, read_training_state, write_training_state
 from .checkpoints import open_checkpoint, remove_stale_temporaries, resolve_resume, save_checkpoint
 from .config import TrainConfig
@@ -203,7 +204,9 @@ class Trainer:
         )
 
     def _unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(model)
+        # The bare module also under `--dynamo_backend` (torch.compile): its parameter names
+        # (the fix-global trunk's "model.*") and class (export) are the model's own.
+        return self.accelerator.unwrap_model(model, keep_torch_compile=False)
 
     def _checkpoint_parts(self) -> TrainingParts:
         """What a checkpoint saves and restores (never via pickle: see ``checkpoint_state``)."""
@@ -288,9 +291,9 @@ class Trainer:
                 for name, parameter in self._unwrap(self.generator).named_parameters():
                     if name.startswith("model."):
                         parameter.grad = None  # Adam skips it: the trunk stays as loaded
-            if self.objective.uses_discriminator:
-                self.opt_d.step()
-            self.opt_g.step()
+            # One loss scale for both under fp16 (see step_optimizers).
+            optimizers = [self.opt_d] if self.objective.uses_discriminator else []
+            step_optimizers(accelerator, *optimizers, self.opt_g)
             self.opt_d.zero_grad(set_to_none=True)
             self.opt_g.zero_grad(set_to_none=True)
         if accelerator.sync_gradients and self.ema is not None:
