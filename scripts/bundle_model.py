@@ -8,8 +8,9 @@
         --output_dir outputs/facades_l1
 
 Steps: export the checkpoint as an fp16 pipeline, encode the style bank (K-means), draw the
-example inputs (procedurally: no dataset content), evaluate on the held-out 10% of the
-training folder (style bank's default style), and render the model card with the metrics.
+example inputs (procedurally: no dataset content), render the legend swatches and a gallery of
+reference looks from them, evaluate on the held-out 10% of the training folder (style bank's
+default style), and render the model card with the metrics.
 Needs ../shared (data, VGG/LPIPS weights) and the `eval` extra.
 """
 
@@ -114,10 +115,13 @@ def main() -> None:
     out = args.out or REPO / "models" / args.name
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
-    export = [*CLI, "export", "--config", bundle.config, "--checkpoint", args.checkpoint]
+    export = [*CLI, "export-pipeline", "--config", bundle.config, "--checkpoint", args.checkpoint]
     run([*export, "--out", str(staging), "--dtype", "float16", *args.overrides])
     run([*CLI, "encode-styles", "--model", str(staging), "--bf16"])
     run([sys.executable, bundle.examples_script, str(staging / "examples")])
+    # Legend swatches as the model paints them, and a gallery of reference looks.
+    run([sys.executable, "scripts/render_swatches.py", str(staging)])
+    run([sys.executable, "scripts/make_references.py", str(staging)])
 
     from hf_pix2pixhd.training import load_config
     from hf_pix2pixhd.training.checkpoints import checkpoint_step, resolve_resume

@@ -67,7 +67,7 @@ def test_every_style_mode_generates(handlers, mode):
     generate, _ = handlers
     reference = PIL.Image.new("RGB", (64, 64), (200, 30, 30))
     image, download = generate(
-        "facades", editor(label_image()), mode, "window=2, wall=1", 3, reference
+        "facades", editor(label_image()), mode, "window=2, wall=1", 3, reference, label_image()
     )
     assert image.size == (64, 64)
     assert PIL.Image.open(download).size == (64, 64)
@@ -233,6 +233,7 @@ def test_client_generates_for_each_model_and_style_mode(client, model_dirs, mode
             "window=1",
             1,
             handle_file(str(reference)),
+            handle_file(str(example)) if folder.name != "shoes" else None,  # its label map
             api_name="/generate",
         )
         assert PIL.Image.open(image_path).size == PIL.Image.open(example).size
@@ -274,3 +275,13 @@ def test_style_code_hint_fits_the_model(model_dirs):
     labels, sketch = (load_model(str(d)) for d in model_dirs)
     assert style_code_hint(labels) == "window=3, door=1"
     assert style_code_hint(sketch) == "style=3"
+
+
+def test_a_reference_photo_for_a_label_model_needs_its_own_label_map(handlers):
+    generate, _ = handlers
+    photo = PIL.Image.new("RGB", (64, 64), (200, 30, 30))
+    with pytest.raises(gr.Error, match="needs its own label map"):
+        generate("facades", editor(label_image()), "reference photo", "", 0, photo, None)
+    with pytest.raises(gr.Error, match="must be the same picture's"):
+        generate("facades", editor(label_image()), "reference photo", "", 0, photo,
+                 label_image().resize((32, 32)))  # fmt: skip

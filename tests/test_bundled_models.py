@@ -176,3 +176,32 @@ def test_styles_visibly_change_every_large_class_of_the_examples(name):
     spread = style_spread(pipe, examples, autocast_dtype=torch.bfloat16)
     assert len(spread.per_example) == len(examples)
     assert spread.score >= 0.08, spread
+
+
+@pytest.mark.parametrize("name", ["facades", "shoes"])
+def test_bundled_reference_looks_carry_over_to_a_drawing(name):
+    """Each bundled model has a gallery of reference looks (scripts/make_references.py): a
+    photo (with its label map for label models). Applied to the layout it was rendered from,
+    a reference reproduces its own look more closely than the default style does."""
+    from hf_pix2pixhd.app.handlers import find_references
+
+    folder = MODELS / name
+    if not (folder / "model_index.json").is_file():
+        pytest.skip(f"models/{name} is not bundled")
+    pipe = Pix2PixHDPipeline.from_pretrained(folder)
+    pairs = find_references(folder)
+    assert len(pairs) >= 4
+    examples = sorted((folder / "examples").glob("*.png"))
+    photo_path, labels_path = pairs[0]
+    photo = PIL.Image.open(photo_path).convert("RGB")
+    layout = PIL.Image.open(examples[0]).convert("RGB")
+    if pipe.config.input_kind == "labels":
+        assert labels_path is not None
+        reference = (photo, pipe.label_ids(PIL.Image.open(labels_path).convert("RGB"))[0, 0])
+    else:
+        assert labels_path is None
+        reference = photo
+    target = np.asarray(photo, np.float32) / 255
+    styled = pipe(layout, style_image=reference, output_type="np").images[0]
+    default = pipe(layout, output_type="np").images[0]
+    assert np.abs(styled - target).mean() < np.abs(default - target).mean()

@@ -47,6 +47,8 @@ class ServedModel:
     source: str
     pipeline: Pix2PixHDPipeline
     examples: list[Path] = field(default_factory=list)
+    #: bundled reference looks: (photo, its label map or None for sketch models)
+    references: list[tuple[Path, Path | None]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -89,8 +91,22 @@ def load_model(source: str, name: str | None = None, fast: bool = True) -> Serve
     pipeline.set_progress_bar_config(disable=True)
     if fast and pipeline.device.type == "cpu":
         pipeline.enable_fast_cpu_inference()
-    examples = sorted((Path(source) / "examples").glob("*.png")) if Path(source).is_dir() else []
-    return ServedModel(name or Path(source).name or source, source, pipeline, examples)
+    folder = Path(source)
+    examples = sorted((folder / "examples").glob("*.png")) if folder.is_dir() else []
+    references = find_references(folder) if folder.is_dir() else []
+    return ServedModel(name or folder.name or source, source, pipeline, examples, references)
+
+
+def find_references(folder: Path) -> list[tuple[Path, Path | None]]:
+    """``references/<name>.png`` photos with their ``<name>_labels.png`` label maps, if any."""
+    photos = sorted(
+        p for p in (folder / "references").glob("*.png") if not p.stem.endswith("_labels")
+    )
+    pairs = []
+    for photo in photos:
+        labels = photo.with_name(f"{photo.stem}_labels.png")
+        pairs.append((photo, labels if labels.is_file() else None))
+    return pairs
 
 
 def read_upload(source: str | os.PathLike | bytes, what: str) -> PIL.Image.Image:
@@ -288,7 +304,7 @@ def style_arguments(
     code: str,
     seed: int,
     reference: Any,
-    reference_labels: np.ndarray | None,
+    reference_labels: Any = None,
 ) -> dict[str, Any]:
     """Pipeline keyword arguments for the chosen style mode."""
     if mode not in STYLE_MODES:
@@ -305,8 +321,21 @@ def style_arguments(
         raise UserInputError("Upload a reference photo for the 'reference photo' style.")
     if model.pipeline.encoder is None:
         raise UserInputError("This model has no style encoder, so it cannot copy a photo's style.")
-    labels = reference_labels
     photo = photo.convert("RGB")
-    if labels is not None and photo.size != (labels.shape[1], labels.shape[0]):
-        photo = photo.resize((labels.shape[1], labels.shape[0]), PIL.Image.BICUBIC)
-    return {"style_image": (photo, labels)}
+    if model.kind != "labels":
+        return {"style_image": photo}  # one global look: the photo alone
+    # A label model takes each class's look from the photo's own regions of that class: the
+    # photo's label map is needed (the user's layout would paint the wrong regions' codes).
+    label_map = as_image(reference_labels, "reference label map")
+    if label_map is None:
+        raise UserInputError(
+            "A reference photo for a label-map model needs its own label map, to know which of "
+            "its regions are windows, walls and so on: upload it as 'Reference label map', or "
+            "pick a reference from the gallery."
+        )
+    if label_map.size != photo.size:
+        raise UserInputError(
+            f"The reference label map is {label_map.size[0]}x{label_map.size[1]} but the photo "
+            f"is {photo.size[0]}x{photo.size[1]}: they must be the same picture's."
+        )
+    return {"style_image": (photo, to_model_input(label_map.convert("RGB"), model))}

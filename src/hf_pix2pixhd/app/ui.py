@@ -8,7 +8,6 @@ from typing import Any
 
 import gradio as gr
 import gradio.utils
-import numpy as np
 import PIL.Image
 
 from .components import EditorInput, ImagePathInput, RawNumberInput
@@ -126,8 +125,9 @@ colour and texture. Clustering the codes of the training photos per class (K-mea
 
 - **Draw** with the palette brush: each colour is a class (see the legend). Strokes are snapped to
   the nearest palette colour. Or **upload** a label map / sketch.
-- **Style**: the default, one cluster per class, a random draw (seeded, so reproducible), or the
-  codes of a reference photo painted onto your layout.
+- **Style**: the default, one cluster per class, a random draw (seeded, so reproducible), or a
+  reference look: pick one from the gallery, or upload a photo (for a label-map model with its
+  own label map: each class takes the look of the photo's regions of that class).
 - **Semantic editing**: start from an example, paint a region with another class and regenerate
   with the same style and seed: only the edited region changes noticeably.
 """
@@ -282,9 +282,24 @@ def build_demo(
                     label=f"Seed (0 to {MAX_SEED})",
                     elem_id="seed",
                 )
-                reference = ImagePathInput(
-                    label="Reference photo", type="filepath", visible=False, elem_id="reference"
+                references = gr.Gallery(
+                    label="Reference looks (click one)",
+                    columns=4,
+                    height=140,
+                    allow_preview=False,
+                    object_fit="contain",
+                    visible=False,
+                    elem_id="references",
                 )
+                with gr.Row():
+                    reference = ImagePathInput(
+                        label="Reference photo", type="filepath", visible=False,
+                        elem_id="reference",
+                    )  # fmt: skip
+                    reference_labels = ImagePathInput(
+                        label="Reference label map (the photo's own)", type="filepath",
+                        visible=False, elem_id="reference-labels",
+                    )  # fmt: skip
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     run4 = gr.Button("Generate 4 variations", elem_id="variations")
@@ -322,12 +337,31 @@ def build_demo(
             return editor_update(model, PIL.Image.open(path).convert("RGB"))
 
         examples.select(on_example, model_name, editor, api_name=False)
+
+        def on_style_mode(name: str, mode: str):
+            model, shown = models[name], mode == "reference photo"
+            return (
+                gr.Gallery(
+                    value=[str(photo) for photo, _ in model.references],
+                    visible=shown and bool(model.references),
+                ),
+                gr.Image(visible=shown),
+                gr.Image(visible=shown and model.kind == "labels"),
+            )
+
+        reference_outputs = [references, reference, reference_labels]
         style_mode.change(
-            lambda m: gr.Image(visible=m == "reference photo"),
-            style_mode,
-            reference,
-            api_name=False,
+            on_style_mode, [model_name, style_mode], reference_outputs, api_name=False
         )
+        model_name.change(
+            on_style_mode, [model_name, style_mode], reference_outputs, api_name=False
+        )
+
+        def on_reference(name: str, event: gr.SelectData):
+            photo, labels = models[name].references[event.index]
+            return str(photo), str(labels) if labels is not None else None
+
+        references.select(on_reference, model_name, [reference, reference_labels], api_name=False)
 
         def on_upload_reference(path: str | None):
             try:
@@ -344,7 +378,7 @@ def build_demo(
         # No such server-side check on the editor: it fires "upload" whenever the page sets its
         # background (every page load and example), and a pending event on it swallows strokes.
         # UPLOAD_CHECK_JS checks files dropped or picked into it; generate explains the rest.
-        inputs = [model_name, editor, style_mode, style_code, seed, reference]
+        inputs = [model_name, editor, style_mode, style_code, seed, reference, reference_labels]
         run.click(generate, inputs, [output, download], api_name="generate")
         run4.click(variations, inputs, gallery, api_name="variations")
     return demo
@@ -353,19 +387,24 @@ def build_demo(
 def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
     """``generate`` and ``variations`` bound to the served models, errors as ``gr.Error``."""
 
-    def prepare(name: str, editor_value: Any, mode: str, code: str, seed: Any, reference: Any):
+    def prepare(
+        name: str, editor_value: Any, mode: str, code: str, seed: Any, reference: Any,
+        reference_labels: Any = None,
+    ):  # fmt: skip
         if name not in models:
             raise UserInputError(f"Unknown model {name!r}: choose one of {list(models)}.")
         model = models[name]
         seed = parse_seed(seed)
         image = check_and_fit(editor_image(editor_value, model), model)
         model_input = to_model_input(image, model)
-        ids = model_input if isinstance(model_input, np.ndarray) else None
-        return model, model_input, style_arguments(model, mode, code, seed, reference, ids)
+        style = style_arguments(model, mode, code, seed, reference, reference_labels)
+        return model, model_input, style
 
-    def generate(name, editor_value, mode, code, seed, reference):
+    def generate(name, editor_value, mode, code, seed, reference, reference_labels=None):
         try:
-            model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
+            model, model_input, kwargs = prepare(
+                name, editor_value, mode, code, seed, reference, reference_labels
+            )
             image = model.pipeline(model_input, **kwargs).images[0]
         except (UserInputError, ValueError) as error:
             raise gr.Error(str(error), print_exception=False) from error
@@ -376,9 +415,11 @@ def make_handlers(models: dict[str, ServedModel]) -> tuple[Callable, Callable]:
         path = save_result(image, gradio.utils.get_upload_folder())
         return path, path
 
-    def variations(name, editor_value, mode, code, seed, reference):
+    def variations(name, editor_value, mode, code, seed, reference, reference_labels=None):
         try:
-            model, model_input, kwargs = prepare(name, editor_value, mode, code, seed, reference)
+            model, model_input, kwargs = prepare(
+                name, editor_value, mode, code, seed, reference, reference_labels
+            )
             if model.style_bank is None:
                 raise UserInputError("This model has no style bank, so it has one look only.")
             kwargs = {
