@@ -125,3 +125,22 @@ def test_diversity_needs_the_encoder_and_resize_conv_is_not_for_the_unet(tmp_pat
         load_config(None, ["--data.source", "x", "--model.upsample", "resize_conv"])
     with pytest.raises(ValueError, match="diffaugment"):
         load_config(None, ["--data.source", "x", "--diffaugment", "flip"])
+
+
+def test_samples_and_validation_use_the_ema_weights_and_leave_g_as_trained(tmp_path, one_thread):
+    from hf_pix2pixhd.data import collate_pairs
+
+    trainer = _trainer(tmp_path, "--ema_decay", "0.5", "--lr", "0.01")
+    batch = collate_pairs([trainer.dataset[0]])
+    for _ in range(3):
+        trainer.training_step(batch)
+    generator = trainer._unwrap(trainer.generator)
+    trained = [p.detach().clone() for p in generator.parameters()]
+    with_ema = trainer.generate(batch)
+    assert all(torch.equal(p, t) for p, t in zip(generator.parameters(), trained, strict=True))
+    ema, trainer.ema = trainer.ema, None
+    raw = trainer.generate(batch)  # G's own weights
+    assert not torch.allclose(with_ema, raw)  # the EMA lags the trained weights
+    with torch.no_grad():  # G with the EMA weights put in by hand gives the sampled output
+        ema.copy_to(generator.parameters())
+    assert torch.allclose(trainer.generate(batch), with_ema)

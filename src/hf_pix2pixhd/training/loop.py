@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -396,14 +397,15 @@ class Trainer:
 
     @torch.no_grad()
     def generate(self, batch: dict) -> torch.Tensor:
-        """G's output for a batch, in the mode the pipeline uses, without touching RNG state
-        or BatchNorm statistics (so sampling never changes the training trajectory)."""
+        """G's output for a batch, in the mode the pipeline uses (with the EMA weights when the
+        run keeps an EMA, as the export does), without touching RNG state, BatchNorm
+        statistics or the trained weights (so sampling never changes the trajectory)."""
         generator = self._unwrap(self.generator)
         encoder = self._unwrap(self.encoder) if self.encoder is not None else None
         device = self.accelerator.device
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         pix2pix_mode = self.config.model.recipe == "pix2pix"
-        with torch.random.fork_rng(devices=[]), self.accelerator.autocast():
+        with torch.random.fork_rng(devices=[]), self.accelerator.autocast(), self._ema_weights():
             context = pix2pix_test_mode(generator) if pix2pix_mode else eval_mode(generator)
             with context, eval_mode(encoder):
                 inputs = prepare_batch(batch, self.config)
@@ -411,6 +413,20 @@ class Trainer:
                 if encoder is not None:
                     g_input = torch.cat([g_input, encoder(inputs.real, inputs.instances)], 1)
                 return generator(g_input).float()
+
+    @contextlib.contextmanager
+    def _ema_weights(self) -> Iterator[None]:
+        """G holds its EMA weights inside the block (if the run keeps an EMA), its own after."""
+        if self.ema is None:
+            yield
+            return
+        parameters = list(self._unwrap(self.generator).parameters())
+        self.ema.store(parameters)
+        self.ema.copy_to(parameters)
+        try:
+            yield
+        finally:
+            self.ema.restore(parameters)
 
     def save_samples(self, tag: str):
         """Write ``samples/<tag>.png`` (input | output | target rows) on the main process."""
