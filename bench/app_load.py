@@ -180,6 +180,7 @@ def bad_corpus(folder: Path, label_map: Path) -> list[tuple[str, dict]]:
         ("style:window=99", {"mode": "pick per class", "code": "window=99"}),
         ("reference:notes", {"mode": "reference photo", "reference": files["notes"]}),
         ("reference:missing", {"mode": "reference photo", "reference": None}),
+        ("reference:no-label-map", {"mode": "reference photo", "reference": files["grey"]}),
     ]
     return corpus
 
@@ -230,8 +231,10 @@ def mixed_round(
             label, request = rng.choice(requests[1:] if bad else requests[:1])
             request = dict(request)
             draw = rng.random()
-            if not bad and draw < 0.3:
-                request.update(mode="reference photo", reference=args.reference)
+            if not bad and draw < 0.3:  # a reference photo with its own label map
+                request.update(
+                    mode="reference photo", reference=args.reference, labels=request["editor"]
+                )
             elif not bad and draw < 0.6:  # identical results: the case that cut downloads
                 request.update(mode="default")
             editor = handle_file(str(request["editor"]))
@@ -244,6 +247,7 @@ def mixed_round(
                     request["code"],
                     rng.randrange(2**32) if request["seed"] is None else request["seed"],
                     handle_file(str(reference)) if reference else None,
+                    handle_file(str(request["labels"])) if request.get("labels") else None,
                     api_name="/generate",
                 )
                 outcome, detail = ("bad unexpected" if bad else "valid ok"), f"{label}: succeeded"

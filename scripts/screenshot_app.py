@@ -1,7 +1,7 @@
-"""Screenshot the app on the bundled models (for the README): example, stroke, style, generate.
+"""Screenshot the app on the bundled models (for the README): draw, style, generate.
 
     python scripts/screenshot_app.py [docs/app.png]                  # facades: paint a window
-    python scripts/screenshot_app.py docs/app_shoes.png --model shoes  # a sketch, random styles
+    python scripts/screenshot_app.py docs/app_shoes.png --model shoes  # a shoe drawn by hand
 
 Needs Debian's chromium and the playwright package (the `dev` extra).
 """
@@ -29,6 +29,30 @@ def paint_a_window(page) -> None:
     for step in range(1, 9):
         page.mouse.move(cx - 40 + 8 * step, cy + 60)
     page.mouse.up()
+
+
+def draw_a_shoe(page) -> None:
+    """Draw a shoe on the blank canvas with the app's own brush (its default width), as a
+    visitor would: sole, toe, heel, the opening and a few laces."""
+    box = page.locator("#editor canvas").first.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+
+    def stroke(points: list[tuple[float, float]]) -> None:
+        page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * h)
+        page.mouse.down()
+        for px, py in points[1:]:
+            page.mouse.move(x0 + px * w, y0 + py * h, steps=6)
+        page.mouse.up()
+
+    outline = [(0.12, 0.70), (0.12, 0.52), (0.22, 0.45), (0.34, 0.44), (0.42, 0.30),
+               (0.55, 0.30), (0.62, 0.42), (0.78, 0.50), (0.90, 0.58), (0.90, 0.70),
+               (0.12, 0.70)]  # fmt: skip
+    stroke(outline)
+    stroke([(0.12, 0.64), (0.90, 0.64)])  # the sole
+    stroke([(0.42, 0.30), (0.36, 0.40), (0.55, 0.40), (0.55, 0.30)])  # the opening
+    for k in range(3):  # laces
+        x = 0.58 + 0.05 * k
+        stroke([(x, 0.42 + 0.02 * k), (x + 0.05, 0.47 + 0.02 * k)])
 
 
 def main() -> None:
@@ -60,10 +84,12 @@ def main() -> None:
                 page.get_by_label("Model").click()
                 page.get_by_role("option", name=args.model).click()
                 time.sleep(2)
-            page.locator("#examples img").first.click()  # start from an example
-            time.sleep(2)
             if args.model == "facades":
+                page.locator("#examples img").first.click()  # start from an example
+                time.sleep(2)
                 paint_a_window(page)
+            else:
+                draw_a_shoe(page)  # by hand on the blank canvas
             page.get_by_label("random").check()
             page.fill("#seed input", "4")
             page.click("#generate")
