@@ -35,14 +35,20 @@ def draw_a_shoe(page) -> None:
     """Draw a shoe on the blank canvas with the app's own brush (its default width), as a
     visitor would: sole, toe, heel, the opening and a few laces."""
     box = page.locator("#editor canvas").first.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    # The paper (256x256 at the editor's zoom) sits at the canvas element's centre.
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    side = 270
 
     def stroke(points: list[tuple[float, float]]) -> None:
-        page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * h)
+        def at(p: tuple[float, float]) -> tuple[float, float]:
+            return cx + (p[0] - 0.5) * side, cy + (p[1] - 0.5) * side
+
+        page.mouse.move(*at(points[0]))
         page.mouse.down()
-        for px, py in points[1:]:
-            page.mouse.move(x0 + px * w, y0 + py * h, steps=6)
+        for point in points[1:]:
+            page.mouse.move(*at(point), steps=8)
         page.mouse.up()
+        time.sleep(0.2)
 
     outline = [(0.12, 0.70), (0.12, 0.52), (0.22, 0.45), (0.34, 0.44), (0.42, 0.30),
                (0.55, 0.30), (0.62, 0.42), (0.78, 0.50), (0.90, 0.58), (0.90, 0.70),
