@@ -97,7 +97,8 @@ def epochs_done(config, step: int) -> str:
     from hf_pix2pixhd.data import build_dataset
 
     pairs = len(build_dataset(config.data))
-    return f"{step * config.batch_size * config.gradient_accumulation_steps / pairs:.1f}"
+    accumulation = config.gradient_accumulation_steps or 1  # None: as launched (1 here)
+    return f"{step * config.batch_size * accumulation / pairs:.1f}"
 
 
 def main() -> None:
