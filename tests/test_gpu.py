@@ -183,9 +183,7 @@ def test_channels_last_step_computes_the_same_losses(tmp_path, exact, precision,
     logs = {}
     for layout in ("false", "true"):
         overrides = hd_overrides(data, tmp_path / layout)
-        trainer = _trainer(
-            [*overrides, "--mixed_precision", precision, "--channels_last", layout]
-        )
+        trainer = _trainer([*overrides, "--mixed_precision", precision, "--channels_last", layout])
         logs[layout] = trainer.training_step(_first_batch(trainer))
     for key, value in logs["false"].items():
         assert logs["true"][key] == pytest.approx(value, rel=rtol, abs=1e-5), key

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 from app_fixtures import make_label_model
-from venvs import SOURCE_DIRS, clean_env, make_venv, pip
+from venvs import SOURCE_DIRS, clean_env, generate_once, make_venv, pip, stop
 
 from hf_pix2pixhd.space import REQUIREMENTS, make_space
 
@@ -60,7 +60,6 @@ def test_make_space_writes_header_requirements_lfs_rules_and_models(tmp_path):
 
 @pytest.mark.slow  # a Space-like build and a real server in a venv (about 40 s idle)
 def test_space_builds_from_requirements_alone_and_serves_on_all_interfaces(tmp_path):
-    from gradio_client import Client, handle_file
 
     label_model = make_label_model(tmp_path / "facades")
     space = tmp_path / "space"
@@ -102,20 +101,9 @@ def test_space_builds_from_requirements_alone_and_serves_on_all_interfaces(tmp_p
             ]
         assert set(listening) <= {"0.0.0.0", "::"}, listening  # all interfaces, not loopback
 
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        example = handle_file(str(label_model / "examples" / "facade.png"))
-        editor = {"background": example, "layers": [], "composite": example}
-        image_path, _ = client.predict(
-            "facades", editor, "default", "", 1, example, api_name="/generate"
-        )
-        assert Path(image_path).is_file()
+        assert generate_once(port, "facades", label_model / "examples" / "facade.png").is_file()
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            app.kill()
-        log.close()
+        stop(app, log)
 
 
 def test_make_space_push_creates_a_gradio_space_and_uploads_the_folder(tmp_path, monkeypatch):

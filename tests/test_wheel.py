@@ -15,7 +15,7 @@ from pathlib import Path
 import PIL.Image
 import pytest
 from test_training import make_aligned_dataset, pix2pix_overrides
-from venvs import SOURCE_DIRS, clean_env, make_venv, pip
+from venvs import SOURCE_DIRS, clean_env, generate_once, make_venv, pip, stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,6 @@ def _run(command: list, cwd: Path, timeout: int = 300) -> str:
 
 @pytest.mark.slow  # a wheel build, a venv, a training run and a server (about 60 s idle)
 def test_wheel_install_trains_exports_translates_and_serves(tmp_path):
-    from gradio_client import Client, handle_file
 
     # Build from a copy, so the checkout gets no build/ or egg-info.
     project = tmp_path / "project"
@@ -100,17 +99,6 @@ def test_wheel_install_trains_exports_translates_and_serves(tmp_path):
             assert app.poll() is None, (tmp_path / "app.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the app did not start"
             time.sleep(1)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        source = handle_file(str(data / "train" / "0.png"))
-        editor = {"background": source, "layers": [], "composite": source}
-        image_path, _ = client.predict(
-            "pipeline", editor, "default", "", 1, source, api_name="/generate"
-        )
-        assert Path(image_path).is_file()
+        assert generate_once(port, "pipeline", data / "train" / "0.png").is_file()
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            app.kill()
-        log.close()
+        stop(app, log)

@@ -17,7 +17,7 @@ import sysconfig
 from pathlib import Path
 
 #: Our source folders: never on the path of a process that must use an installed copy.
-SOURCE_DIRS = {str(Path(__file__).resolve().parents[1] / "src"), "/work/main/src"}
+SOURCE_DIRS = {str(Path(__file__).resolve().parents[1] / "src")}
 
 
 def make_venv(path: Path) -> Path:
@@ -49,3 +49,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", **extra)
     return env
+
+
+def generate_once(port: int, model: str, image: Path) -> Path:
+    """Ask a served app (``/generate`` on 127.0.0.1) for one image from ``image`` in the
+    default style, through gradio_client; returns the result's path."""
+    from gradio_client import Client, handle_file
+
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    source = handle_file(str(image))
+    editor = {"background": source, "layers": [], "composite": source}
+    image_path, _ = client.predict(model, editor, "default", "", 1, None, api_name="/generate")
+    return Path(image_path)
+
+
+def stop(app: subprocess.Popen, log) -> None:
+    """Terminate a served app (kill it if it does not stop) and close its log."""
+    app.terminate()
+    try:
+        app.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        app.kill()
+    log.close()

@@ -21,6 +21,21 @@ from .layers import (
 _DENSE_ID_LIMIT = 1 << 20
 
 
+def _id_planes(instance_map: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` or ``(N, H, W)`` instance ids as ``(N, H, W)``; a clear error otherwise."""
+    if instance_map.ndim == 4:
+        if instance_map.shape[1] != 1:
+            raise ValueError(
+                f"instance_map must have one channel, got shape {tuple(instance_map.shape)}."
+            )
+        instance_map = instance_map[:, 0]
+    if instance_map.ndim != 3:
+        raise ValueError(
+            f"instance_map must be (N, 1, H, W) or (N, H, W), got {tuple(instance_map.shape)}."
+        )
+    return instance_map
+
+
 def instance_segment_ids(instance_map: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Map every pixel to a segment index unique per (image, instance id).
 
@@ -32,16 +47,7 @@ def instance_segment_ids(instance_map: torch.Tensor) -> tuple[torch.Tensor, int]
         ``(N*H*W,)`` int64 segment index and the number of segments (an upper bound when
         dense: unused segments are simply empty).
     """
-    if instance_map.ndim == 4:
-        if instance_map.shape[1] != 1:
-            raise ValueError(
-                f"instance_map must have one channel, got shape {tuple(instance_map.shape)}."
-            )
-        instance_map = instance_map[:, 0]
-    if instance_map.ndim != 3:
-        raise ValueError(
-            f"instance_map must be (N, 1, H, W) or (N, H, W), got {tuple(instance_map.shape)}."
-        )
+    instance_map = _id_planes(instance_map)
     ids = instance_map.long() if instance_map.is_floating_point() else instance_map.to(torch.long)
     batch = ids.shape[0]
     low, high = int(ids.min()), int(ids.max())
@@ -67,16 +73,7 @@ def instance_ranks(instance_map: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N, H*W)`` int64 ranks in ``[0, H*W)``, row-major per image.
     """
-    if instance_map.ndim == 4:
-        if instance_map.shape[1] != 1:
-            raise ValueError(
-                f"instance_map must have one channel, got shape {tuple(instance_map.shape)}."
-            )
-        instance_map = instance_map[:, 0]
-    if instance_map.ndim != 3:
-        raise ValueError(
-            f"instance_map must be (N, 1, H, W) or (N, H, W), got {tuple(instance_map.shape)}."
-        )
+    instance_map = _id_planes(instance_map)
     ids = instance_map.reshape(instance_map.shape[0], -1).to(torch.long)
     ordered, order = torch.sort(ids, dim=1)
     # A new rank starts wherever the sorted id changes.
