@@ -1,7 +1,8 @@
 """Screenshot the app on the bundled models (for the README): draw, style, generate.
 
-    python scripts/screenshot_app.py [docs/app.png]                  # facades: paint a window
+    python scripts/screenshot_app.py [docs/app.png]                  # a facade painted by hand
     python scripts/screenshot_app.py docs/app_shoes.png --model shoes  # a shoe drawn by hand
+    python scripts/screenshot_app.py --from-example                  # an example + a window
 
 Needs Debian's chromium and the playwright package (the `dev` extra).
 """
@@ -29,6 +30,55 @@ def paint_a_window(page) -> None:
     for step in range(1, 9):
         page.mouse.move(cx - 40 + 8 * step, cy + 60)
     page.mouse.up()
+
+
+def pick_colour(page, rgb: tuple[int, int, int]) -> None:
+    """Choose a class colour from the editor's fixed palette brush."""
+    page.click("#editor button[aria-label='Color']")
+    r, g, b = rgb
+    page.locator(f"#editor button[style*='background-color: rgb({r}, {g}, {b})']").click()
+
+
+def draw_a_facade(page) -> None:
+    """Paint a facade from scratch with the app's palette brush, as a visitor would: the wall,
+    a cornice, rows of windows with sills, a door and a shop band."""
+    box = page.locator("#editor canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    side = 270
+
+    def stroke(points: list[tuple[float, float]]) -> None:
+        def at(p: tuple[float, float]) -> tuple[float, float]:
+            return cx + (p[0] - 0.5) * side, cy + (p[1] - 0.5) * side
+
+        page.mouse.move(*at(points[0]))
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*at(point), steps=6)
+        page.mouse.up()
+
+    def fill(x0: float, y0: float, x1: float, y1: float, step: float = 0.035) -> None:
+        y = y0
+        while y <= y1:
+            stroke([(x0, y), (x1, y)])
+            y += step
+
+    pick_colour(page, (0, 48, 255))  # facade
+    fill(0.08, 0.10, 0.92, 0.97)
+    pick_colour(page, (32, 255, 224))  # cornice
+    fill(0.08, 0.12, 0.92, 0.15)
+    pick_colour(page, (0, 128, 255))  # windows
+    for row in (0.25, 0.45, 0.62):
+        for col in (0.18, 0.36, 0.64, 0.82):
+            fill(col - 0.04, row, col + 0.04, row + 0.1, 0.03)
+    pick_colour(page, (112, 255, 144))  # sills
+    for row in (0.37, 0.57, 0.74):
+        for col in (0.18, 0.36, 0.64, 0.82):
+            stroke([(col - 0.05, row), (col + 0.05, row)])
+    pick_colour(page, (174, 0, 0))  # shop band
+    fill(0.08, 0.82, 0.40, 0.95)
+    fill(0.62, 0.82, 0.92, 0.95)
+    pick_colour(page, (0, 208, 255))  # door
+    fill(0.45, 0.80, 0.56, 0.97, 0.03)
 
 
 def draw_a_shoe(page) -> None:
@@ -65,6 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path("docs/app.png"))
     parser.add_argument("--model", default="facades", help="a bundled model's name")
+    parser.add_argument(
+        "--from-example", action="store_true", help="edit an example instead of drawing"
+    )
     args = parser.parse_args()
     out = args.out
     demo = create_demo(models_dir=Path(__file__).resolve().parents[1] / "models")
@@ -90,12 +143,14 @@ def main() -> None:
                 page.get_by_label("Model").click()
                 page.get_by_role("option", name=args.model).click()
                 time.sleep(2)
-            if args.model == "facades":
+            if args.from_example:
                 page.locator("#examples img").first.click()  # start from an example
                 time.sleep(2)
                 paint_a_window(page)
+            elif args.model == "facades":
+                draw_a_facade(page)  # by hand on the blank canvas
             else:
-                draw_a_shoe(page)  # by hand on the blank canvas
+                draw_a_shoe(page)
             page.get_by_label("random").check()
             page.fill("#seed input", "4")
             page.click("#generate")
