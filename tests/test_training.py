@@ -135,6 +135,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
     assert pipe(ids, features=features).images[0].size == (64, 64)
 
 
+@pytest.mark.slow
 def test_exact_resume_gives_identical_weights(tmp_path):
     data = make_aligned_dataset(tmp_path / "data")
     script = [sys.executable, "train_accelerate.py"]
