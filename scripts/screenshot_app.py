@@ -32,6 +32,27 @@ def paint_a_window(page) -> None:
     page.mouse.up()
 
 
+def brush(page, steps: int, pause: float = 0.0):
+    """A ``stroke(points)`` that drags the mouse through points given as fractions of the
+    paper (256x256 at the editor's zoom, centred in the canvas element)."""
+    box = page.locator("#editor canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    side = 270
+
+    def at(point: tuple[float, float]) -> tuple[float, float]:
+        return cx + (point[0] - 0.5) * side, cy + (point[1] - 0.5) * side
+
+    def stroke(points: list[tuple[float, float]]) -> None:
+        page.mouse.move(*at(points[0]))
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*at(point), steps=steps)
+        page.mouse.up()
+        time.sleep(pause)
+
+    return stroke
+
+
 def pick_colour(page, rgb: tuple[int, int, int]) -> None:
     """Choose a class colour from the editor's fixed palette brush."""
     page.click("#editor button[aria-label='Color']")
@@ -42,19 +63,7 @@ def pick_colour(page, rgb: tuple[int, int, int]) -> None:
 def draw_a_facade(page) -> None:
     """Paint a facade from scratch with the app's palette brush, as a visitor would: the wall,
     a cornice, rows of windows with sills, a door and a shop band."""
-    box = page.locator("#editor canvas").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    side = 270
-
-    def stroke(points: list[tuple[float, float]]) -> None:
-        def at(p: tuple[float, float]) -> tuple[float, float]:
-            return cx + (p[0] - 0.5) * side, cy + (p[1] - 0.5) * side
-
-        page.mouse.move(*at(points[0]))
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*at(point), steps=6)
-        page.mouse.up()
+    stroke = brush(page, steps=6)
 
     def fill(x0: float, y0: float, x1: float, y1: float, step: float = 0.035) -> None:
         y = y0
@@ -84,21 +93,7 @@ def draw_a_facade(page) -> None:
 def draw_a_shoe(page) -> None:
     """Draw a shoe on the blank canvas with the app's own brush (its default width), as a
     visitor would: sole, toe, heel, the opening and a few laces."""
-    box = page.locator("#editor canvas").first.bounding_box()
-    # The paper (256x256 at the editor's zoom) sits at the canvas element's centre.
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    side = 270
-
-    def stroke(points: list[tuple[float, float]]) -> None:
-        def at(p: tuple[float, float]) -> tuple[float, float]:
-            return cx + (p[0] - 0.5) * side, cy + (p[1] - 0.5) * side
-
-        page.mouse.move(*at(points[0]))
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*at(point), steps=8)
-        page.mouse.up()
-        time.sleep(0.2)
+    stroke = brush(page, steps=8, pause=0.2)
 
     outline = [(0.12, 0.70), (0.12, 0.52), (0.22, 0.45), (0.34, 0.44), (0.42, 0.30),
                (0.55, 0.30), (0.62, 0.42), (0.78, 0.50), (0.90, 0.58), (0.90, 0.70),
